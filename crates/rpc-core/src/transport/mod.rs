@@ -1,0 +1,175 @@
+//! The [`Transport`] trait: how frames move between two processes.
+//!
+//! A transport listens on and connects to addresses written as URIs
+//! (`tcp://127.0.0.1:0`, `mem://server`). A connection is split into a
+//! [`FrameSink`] and a [`FrameStream`] that move whole [`Frame`]s.
+//!
+//! # Contract
+//!
+//! Every transport must keep these promises; the conformance suite in
+//! `rpc_core::testing` (feature `test-util`) checks them, and every transport
+//! crate runs it.
+//!
+//! - **Whole frames, in order.** Frames fed to a sink arrive at the peer's
+//!   stream whole, in the order they were fed, never duplicated, never torn.
+//! - **Flush delivers.** After [`FrameSink::flush`] returns `Ok`, every fed
+//!   frame has been handed to the operating system or the peer; `feed` alone
+//!   may buffer.
+//! - **Clean end.** [`FrameStream::recv`] returns `Ok(None)` once, after the
+//!   peer closed its sink (or dropped it) and every frame sent before was
+//!   received. An abrupt end (a torn frame, a reset) is an `Err`.
+//! - **Limits.** A frame whose [`Frame::wire_len`] exceeds the receiving
+//!   side's [`ConnOptions::max_frame_len`] makes `recv` return
+//!   [`TransportError::FrameTooLarge`] (or a codec error naming the size)
+//!   without allocating the frame, and closes only that connection. The
+//!   sender may also refuse to feed a frame over its own limit.
+//! - **Cancel safety.** Dropping a `recv` future loses no frame. Dropping a
+//!   `feed` or `flush` future may leave the connection broken; the engine
+//!   never does it.
+//! - **Addresses.** [`Listener::local_addr`] reports the address actually
+//!   bound (with port 0 resolved), which a peer can pass to `connect`.
+//! - **No copies of attachments.** Attachments are moved without being copied
+//!   into the body; a receiver may hand them out as slices of a larger buffer.
+//! - **Independence.** A failure on one connection never affects another.
+//! - **Object safety.** The engine holds transports as `Arc<dyn Transport>`;
+//!   one engine can hold several at once, chosen by the address's scheme.
+//!
+//! # Example
+//!
+//! ```
+//! use rpc_core::transport::{Address, ConnOptions, MemNetwork, Transport};
+//! use rpc_core::wire::{Frame, FrameKind};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let net = MemNetwork::new();
+//! let transport = net.transport();
+//! let opts = ConnOptions::default();
+//! let mut listener = transport.listen(&Address::parse("mem://doc")?, &opts).await?;
+//! let client = transport.connect(listener.local_addr(), &opts).await?;
+//! let server = listener.accept().await?;
+//!
+//! let (mut tx, _rx) = client.split();
+//! let (_tx, mut rx) = server.split();
+//! tx.send(Frame::new(FrameKind::OneWay, 7)).await?;
+//! assert_eq!(rx.recv().await?.map(|f| f.request_id), Some(7));
+//! # Ok::<_, rpc_core::TransportError>(())
+//! # }).unwrap();
+//! ```
+
+mod address;
+mod mem;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+pub use address::Address;
+pub use mem::{MemNetwork, MemTransport};
+
+use crate::error::TransportError;
+use crate::wire::{DEFAULT_MAX_FRAME_LEN, Frame};
+
+/// Options a transport applies to a listener or a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnOptions {
+    /// The largest frame this side accepts, in bytes on the wire.
+    pub max_frame_len: u64,
+}
+
+impl ConnOptions {
+    /// Options with the given frame size limit.
+    pub fn with_max_frame_len(max_frame_len: u64) -> Self {
+        Self { max_frame_len }
+    }
+}
+
+impl Default for ConnOptions {
+    fn default() -> Self {
+        Self {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// A way to move frames between processes. See the [module docs](self) for the
+/// contract every implementation keeps.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// The URI scheme this transport serves, such as `"tcp"`.
+    fn scheme(&self) -> &'static str;
+
+    /// Starts listening on `addr`. Returns once the address is bound.
+    async fn listen(
+        &self,
+        addr: &Address,
+        opts: &ConnOptions,
+    ) -> Result<Box<dyn Listener>, TransportError>;
+
+    /// Opens a connection to a listener at `addr`.
+    async fn connect(
+        &self,
+        addr: &Address,
+        opts: &ConnOptions,
+    ) -> Result<Box<dyn Connection>, TransportError>;
+}
+
+/// A bound listener that accepts connections.
+#[async_trait]
+pub trait Listener: Send + fmt::Debug {
+    /// The address actually bound, usable by peers to connect.
+    fn local_addr(&self) -> &Address;
+
+    /// Waits for the next connection. Cancel safe: dropping the future loses
+    /// no connection.
+    async fn accept(&mut self) -> Result<Box<dyn Connection>, TransportError>;
+}
+
+/// An established connection, before it is split into its two directions.
+pub trait Connection: Send + fmt::Debug {
+    /// Addresses and the transport of this connection.
+    fn info(&self) -> &ConnInfo;
+
+    /// Splits the connection into a sending and a receiving half, which can
+    /// be used from different tasks.
+    fn split(self: Box<Self>) -> (Box<dyn FrameSink>, Box<dyn FrameStream>);
+}
+
+/// Describes one connection, for logs and `debug_info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The scheme of the transport that carries the connection.
+    pub transport: &'static str,
+    /// This side's address.
+    pub local: String,
+    /// The other side's address.
+    pub remote: String,
+}
+
+/// The sending half of a connection.
+#[async_trait]
+pub trait FrameSink: Send {
+    /// Queues a frame for sending. A transport may write it at once or keep it
+    /// until [`flush`](Self::flush), so that small frames are coalesced.
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError>;
+
+    /// Writes out every fed frame.
+    async fn flush(&mut self) -> Result<(), TransportError>;
+
+    /// Feeds a frame and flushes.
+    async fn send(&mut self, frame: Frame) -> Result<(), TransportError> {
+        self.feed(frame).await?;
+        self.flush().await
+    }
+
+    /// Flushes and closes the sending direction; the peer's stream then ends
+    /// with `Ok(None)`.
+    async fn close(&mut self) -> Result<(), TransportError>;
+}
+
+/// The receiving half of a connection.
+#[async_trait]
+pub trait FrameStream: Send {
+    /// Receives the next frame; `Ok(None)` after a clean close. Cancel safe.
+    async fn recv(&mut self) -> Result<Option<Frame>, TransportError>;
+}

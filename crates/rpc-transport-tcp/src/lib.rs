@@ -1,0 +1,1 @@
+//! The TCP transport for `rpc-core` (being implemented).
