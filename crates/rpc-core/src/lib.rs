@@ -9,7 +9,8 @@
 //! This crate deliberately knows **no concrete network transport**: TCP,
 //! shared memory and InfiniBand live in their own crates and plug in through
 //! [`Transport`]. It has no dependency on socket2, memmap2 or rdma-sys. The
-//! only transport here is the in-memory [`MemTransport`], for tests.
+//! only transport here is the in-memory [`MemTransport`], for tests. It does
+//! not relay calls between peers that are not connected (discovery does).
 //!
 //! # Layout
 //!
@@ -17,14 +18,25 @@
 //! - [`body`]: serde bodies with bincode and out-of-band attachments ([`Blob`]).
 //! - [`transport`]: the [`Transport`] trait, its contract, addresses, and the
 //!   in-memory transport.
-//! - [`deadline`] and [`pending`]: deadline budgets and the table of pending
-//!   calls (pure, time passed in).
-//! - [`Rpc`] and friends: the peer engine.
+//! - [`pending`]: the table of pending calls and deadline budgets (pure).
+//! - [`Rpc`] and friends: the peer engine (`engine/`).
 //! - `testing` (feature `test-util`): the transport conformance suite.
 
+#![forbid(unsafe_code)]
+
+pub mod body;
+mod engine;
 pub mod error;
+pub mod pending;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod transport;
 pub mod wire;
 
+pub use body::Blob;
+pub use engine::{
+    CallContext, CallFuture, CallOptions, Config, Connecting, ConnectionDebug, DebugInfo, FunctionDebug, HandlerError,
+    PeerDebug, Provider, Queue, Responder, Rpc,
+};
 pub use error::{CodecError, Error, TransportError};
 pub use transport::{Address, MemNetwork, MemTransport, Transport};

@@ -1,0 +1,324 @@
+//! Making calls: async, callback, blocking and one-way.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::conn::ConnHandle;
+use super::control::WireError;
+use super::handler::{ReplyTo, lock};
+use super::{Inner, Rpc};
+use crate::body;
+use crate::error::Error;
+use crate::pending::remaining;
+use crate::wire::{Frame, FrameKind};
+
+/// Options of one call.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = rpc_core::CallOptions::default().provider(2).timeout(Duration::from_millis(500));
+/// # drop(opts);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct CallOptions {
+    provider: u16,
+    timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// Calls the function registered under this provider id (default 0).
+    pub fn provider(mut self, id: u16) -> Self {
+        self.provider = id;
+        self
+    }
+
+    /// Fails the call with [`Error::Timeout`] after this long, instead of the
+    /// engine's default timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// The result of a call, as a future.
+///
+/// Dropping it before it resolves cancels the call: the callee is sent a
+/// cancel frame, and its handler observes it through
+/// [`CallContext::cancelled`](crate::CallContext::cancelled) (an async
+/// handler is also dropped).
+#[must_use = "a call does nothing unless awaited, and dropping it cancels it"]
+pub struct CallFuture<R> {
+    fut: Pin<Box<dyn Future<Output = Result<Frame, Error>> + Send>>,
+    peer: Arc<str>,
+    function: Arc<str>,
+    provider: u16,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> Future for CallFuture<R> {
+    type Output = Result<R, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let frame = match self.fut.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(frame)) => frame,
+        };
+        Poll::Ready(match frame.kind {
+            FrameKind::Response => body::decode(&frame.body, &frame.attachments).map_err(Error::from),
+            _ => Err(match body::decode::<WireError>(&frame.body, &frame.attachments) {
+                Ok(e) => e.into_error(&self.peer, &self.function, self.provider),
+                Err(e) => Error::Codec(e),
+            }),
+        })
+    }
+}
+
+impl<R> fmt::Debug for CallFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallFuture")
+            .field("peer", &self.peer)
+            .field("function", &self.function)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rpc {
+    /// Calls `function` on `peer` with `args` and the default timeout.
+    ///
+    /// The arguments are encoded at once, so they need not outlive the call.
+    /// Calling this peer's own name runs the function locally.
+    pub fn call<R: DeserializeOwned>(
+        &self,
+        peer: &str,
+        function: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> CallFuture<R> {
+        self.call_with(peer, function, args, CallOptions::default())
+    }
+
+    /// Calls with [`CallOptions`] (provider id, timeout).
+    pub fn call_with<R: DeserializeOwned>(
+        &self,
+        peer: &str,
+        function: &str,
+        args: &(impl Serialize + ?Sized),
+        opts: CallOptions,
+    ) -> CallFuture<R> {
+        let encoded = body::encode(args);
+        let inner = self.inner.clone();
+        let (peer, function): (Arc<str>, Arc<str>) = (Arc::from(peer), Arc::from(function));
+        let timeout = opts.timeout.unwrap_or_else(|| inner.timeout());
+        let deadline = Instant::now() + timeout;
+        let span = tracing::debug_span!("rpc.call", peer = %peer, function = %function, request_id = tracing::field::Empty);
+        let (p, f, provider) = (peer.clone(), function.clone(), opts.provider);
+        let fut = async move {
+            let (body, attachments) = encoded?;
+            let mut frame = Frame::new(FrameKind::Request, 0);
+            frame.provider = provider;
+            frame.method = Some(f.clone());
+            frame.body = body;
+            frame.attachments = attachments;
+            call_raw(&inner, &p, &f, frame, deadline, timeout).await
+        };
+        CallFuture {
+            fut: Box::pin(fut.instrument(span)),
+            peer,
+            function,
+            provider: opts.provider,
+            _result: PhantomData,
+        }
+    }
+
+    /// Calls and hands the result to `callback`, which runs on the engine's
+    /// runtime. Returns at once.
+    pub fn call_callback<R, F>(&self, peer: &str, function: &str, args: &(impl Serialize + ?Sized), callback: F)
+    where
+        R: DeserializeOwned + Send + 'static,
+        F: FnOnce(Result<R, Error>) + Send + 'static,
+    {
+        let call = self.call::<R>(peer, function, args);
+        self.inner.spawn(async move { callback(call.await) });
+    }
+
+    /// Calls and blocks the thread until the result arrives.
+    ///
+    /// For plain threads (and blocking handlers): never call it from async
+    /// code, where it would block the runtime; use [`call`](Self::call).
+    pub fn call_blocking<R>(&self, peer: &str, function: &str, args: &(impl Serialize + ?Sized)) -> Result<R, Error>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let call = self.call::<R>(peer, function, args);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.inner.spawn(async move {
+            let _ = tx.send(call.await);
+        });
+        rx.recv().unwrap_or(Err(Error::ShutDown))
+    }
+
+    /// Sends a one-way call: no response, no error from the callee. Returns
+    /// once the frame is queued on a connection to `peer`, waiting for one
+    /// up to the default timeout.
+    pub async fn notify(&self, peer: &str, function: &str, args: &(impl Serialize + ?Sized)) -> Result<(), Error> {
+        self.notify_with(peer, function, args, CallOptions::default()).await
+    }
+
+    /// Sends a one-way call with options.
+    pub async fn notify_with(
+        &self,
+        peer: &str,
+        function: &str,
+        args: &(impl Serialize + ?Sized),
+        opts: CallOptions,
+    ) -> Result<(), Error> {
+        let (body, attachments) = body::encode(args)?;
+        let inner = &self.inner;
+        let mut frame = Frame::new(FrameKind::OneWay, 0);
+        frame.provider = opts.provider;
+        frame.method = Some(Arc::from(function));
+        frame.body = body;
+        frame.attachments = attachments;
+        if *peer == *inner.name() {
+            let token = inner.shutdown.child_token();
+            inner.dispatch(inner.name(), frame, ReplyTo::Nobody, token, None);
+            return Ok(());
+        }
+        let deadline = Instant::now() + opts.timeout.unwrap_or_else(|| inner.timeout());
+        let conn = wait_for_peer(inner, peer, deadline).await?;
+        check_size(&conn, &frame)?;
+        conn.send(frame);
+        Ok(())
+    }
+}
+
+/// Sends a request and waits for its answer frame (a response or an error).
+async fn call_raw(
+    inner: &Arc<Inner>,
+    peer: &str,
+    function: &str,
+    mut frame: Frame,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Frame, Error> {
+    let timed_out = || Error::Timeout {
+        peer: peer.to_owned(),
+        function: function.to_owned(),
+        after: timeout,
+    };
+    if inner.shutdown.is_cancelled() {
+        return Err(Error::ShutDown);
+    }
+    if *peer == *inner.name() {
+        return call_local(inner, frame, deadline).await.ok_or_else(timed_out)?;
+    }
+    let conn = wait_for_peer(inner, peer, deadline).await?;
+    check_size(&conn, &frame)?;
+    let (tx, rx) = oneshot::channel();
+    let id = lock(&inner.pending).insert(conn.id, tx);
+    tracing::Span::current().record("request_id", id);
+    frame.request_id = id;
+    frame.deadline = Some(remaining(deadline, Instant::now()));
+    let guard = CancelOnDrop {
+        inner,
+        conn: &conn,
+        id,
+    };
+    conn.send(frame);
+    let outcome = tokio::time::timeout_at(deadline, rx).await;
+    match outcome {
+        Ok(Ok(answer)) => {
+            std::mem::forget(guard);
+            answer
+        }
+        // The waiter was dropped without an answer: only shutdown does that
+        // without sending one first.
+        Ok(Err(_)) => {
+            std::mem::forget(guard);
+            Err(Error::ShutDown)
+        }
+        // The guard sends the cancel as it drops.
+        Err(_) => Err(timed_out()),
+    }
+}
+
+/// Tells the callee to stop when the caller gives up (drop or timeout).
+struct CancelOnDrop<'a> {
+    inner: &'a Inner,
+    conn: &'a Arc<ConnHandle>,
+    id: u64,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if lock(&self.inner.pending).remove(self.id).is_some() {
+            self.conn.send(Frame::new(FrameKind::Cancel, self.id));
+        }
+    }
+}
+
+/// Runs a call to our own name through the same dispatch as remote calls.
+/// `None` when the deadline passes.
+async fn call_local(inner: &Arc<Inner>, mut frame: Frame, deadline: Instant) -> Option<Result<Frame, Error>> {
+    let (tx, rx) = oneshot::channel();
+    let token = inner.shutdown.child_token();
+    let _cancel = token.clone().drop_guard();
+    frame.deadline = Some(remaining(deadline, Instant::now()));
+    // Local calls also travel as bytes: the callee gets its own copy of the
+    // arguments, exactly as a remote one would.
+    inner.dispatch(inner.name(), frame, ReplyTo::Local(tx), token, None);
+    match tokio::time::timeout_at(deadline, rx).await {
+        Ok(Ok(answer)) => Some(answer),
+        Ok(Err(_)) => Some(Err(Error::ShutDown)),
+        Err(_) => None,
+    }
+}
+
+/// A live connection to `peer`, waiting for one until `deadline`.
+async fn wait_for_peer(inner: &Inner, peer: &str, deadline: Instant) -> Result<Arc<ConnHandle>, Error> {
+    loop {
+        let changed = inner.peer_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if inner.shutdown.is_cancelled() {
+            return Err(Error::ShutDown);
+        }
+        if let Some(conn) = inner.peers.pick(peer) {
+            return Ok(conn);
+        }
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(if inner.peers.known(peer) {
+                    Error::Disconnected { peer: peer.to_owned() }
+                } else {
+                    Error::NoSuchPeer { peer: peer.to_owned() }
+                });
+            }
+        }
+    }
+}
+
+fn check_size(conn: &ConnHandle, frame: &Frame) -> Result<(), Error> {
+    let len = frame.wire_len();
+    if len > conn.remote_max_frame_len {
+        return Err(Error::FrameTooLarge {
+            len,
+            max: conn.remote_max_frame_len,
+        });
+    }
+    Ok(())
+}

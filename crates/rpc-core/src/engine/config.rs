@@ -1,0 +1,57 @@
+//! Engine settings.
+
+use std::time::Duration;
+
+use crate::wire::DEFAULT_MAX_FRAME_LEN;
+
+/// Settings of an [`Rpc`](crate::Rpc) engine. Start from
+/// [`Config::default`] and change what you need.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = rpc_core::Config::default();
+/// config.timeout = Duration::from_secs(5);
+/// config.max_frame_len = 64 << 20;
+/// let rpc = rpc_core::Rpc::with_config(config);
+/// # drop(rpc);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The default timeout of a call. Default: 30 s.
+    pub timeout: Duration,
+    /// The largest frame this engine accepts, in bytes. Peers learn it in the
+    /// handshake and refuse to send larger frames. Default: 256 MiB.
+    pub max_frame_len: u64,
+    /// How many blocking handlers may run at once (moolib's max threads).
+    /// Default: the number of CPUs.
+    pub max_blocking_threads: usize,
+    /// How many calls a [`Queue`](crate::Queue) holds before further calls are
+    /// answered with [`Error::Overloaded`](crate::Error::Overloaded).
+    /// Default: 4096.
+    pub queue_capacity: usize,
+    /// The longest a handler may run for a caller who sent no deadline, and
+    /// the cap on deadlines callers send. Default: 1 hour.
+    pub max_handler_time: Duration,
+    /// How long a new connection may take to say hello. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// The first reconnect delay. Default: 50 ms.
+    pub reconnect_min: Duration,
+    /// The longest reconnect delay. Default: 5 s.
+    pub reconnect_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_blocking_threads: std::thread::available_parallelism().map_or(4, usize::from),
+            queue_capacity: 4096,
+            max_handler_time: Duration::from_secs(3600),
+            handshake_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! One connection's life: handshake, the reader loop, the writer task, and
+//! the clean-up that fails its pending calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD, WireError};
+use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, error_frame, lock};
+use super::Inner;
+use crate::body;
+use crate::error::{Error, TransportError};
+use crate::pending::{ConnId, deadline_from_budget};
+use crate::transport::{ConnInfo, Connection, FrameSink, FrameStream};
+use crate::wire::{Frame, FrameKind};
+
+/// The engine's handle on a live connection: how to send on it.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    pub id: ConnId,
+    pub peer: Arc<str>,
+    pub incarnation: u128,
+    pub info: ConnInfo,
+    pub remote_max_frame_len: u64,
+    pub opened: Instant,
+    tx: mpsc::UnboundedSender<Frame>,
+    closed: CancellationToken,
+}
+
+impl ConnHandle {
+    /// Queues a frame for the writer task. A frame sent after the connection
+    /// closed is dropped: whoever waits for its answer learns of the loss
+    /// from the pending table.
+    pub(crate) fn send(&self, frame: Frame) {
+        let _ = self.tx.send(frame);
+    }
+
+    /// Whether the connection has closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+}
+
+/// Which side opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Outbound,
+    Inbound,
+}
+
+/// Runs a connection to its end. Returns the peer's name once the connection
+/// closes normally, or why it was refused.
+pub(crate) async fn run_connection(
+    inner: Arc<Inner>,
+    conn: Box<dyn Connection>,
+    direction: Direction,
+    on_established: Option<&(dyn Fn(&str) + Send + Sync)>,
+) -> Result<Arc<str>, Error> {
+    let info = conn.info().clone();
+    let (mut sink, mut stream) = conn.split();
+    let hello = match handshake(&inner, &mut *sink, &mut *stream).await {
+        Ok(hello) => hello,
+        Err(e) => {
+            let _ = sink.close().await;
+            return Err(e);
+        }
+    };
+    let peer: Arc<str> = Arc::from(hello.name.as_str());
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = Arc::new(ConnHandle {
+        id: inner.next_conn_id(),
+        peer: peer.clone(),
+        incarnation: hello.incarnation,
+        info,
+        remote_max_frame_len: hello.max_frame_len,
+        opened: Instant::now(),
+        tx,
+        closed: CancellationToken::new(),
+    });
+    if let Err(reject) = inner.peers.register(handle.clone()) {
+        let _ = sink.send(control_frame(&Control::Reject(reject.clone()))).await;
+        let _ = sink.close().await;
+        return Err(reject_error(reject));
+    }
+    inner.peer_changed.notify_waiters();
+    if let Some(f) = on_established {
+        f(&peer);
+    }
+    tracing::debug!(peer = %peer, conn = handle.id, ?direction, transport = handle.info.transport, "connection up");
+
+    inner.tracker.spawn_on(
+        write_loop(sink, rx, handle.closed.clone()).instrument(tracing::debug_span!("rpc.writer", peer = %peer)),
+        &inner.runtime,
+    );
+    let incoming: IncomingTable = Arc::new(Mutex::new(HashMap::new()));
+    let end = read_loop(&inner, &handle, &mut *stream, &incoming).await;
+
+    // Clean-up: the connection is gone for everyone.
+    handle.closed.cancel();
+    inner.peers.unregister(&handle);
+    for waiter in inner.pending_remove_conn(handle.id) {
+        let _ = waiter.send(Err(Error::Disconnected {
+            peer: peer.to_string(),
+        }));
+    }
+    for (_, token) in lock(&incoming).drain() {
+        token.cancel();
+    }
+    inner.peer_changed.notify_waiters();
+    tracing::debug!(peer = %peer, conn = handle.id, "connection down: {end:?}");
+    match end {
+        ReadEnd::Rejected(reject) => Err(reject_error(reject)),
+        _ => Ok(peer),
+    }
+}
+
+fn reject_error(reject: Reject) -> Error {
+    match reject {
+        Reject::DuplicateName(name) => Error::DuplicateName { name },
+        Reject::Protocol(v) => Error::InvalidArgument(format!("peer speaks engine protocol {v}, we speak {ENGINE_PROTOCOL}")),
+        Reject::ShuttingDown => Error::ShutDown,
+    }
+}
+
+pub(crate) fn control_frame(c: &Control) -> Frame {
+    let mut frame = Frame::new(FrameKind::Control, 0);
+    // Control messages are plain data; encoding them cannot fail.
+    frame.body = body::encode(c).map(|(b, _)| b).unwrap_or_default();
+    frame
+}
+
+/// Exchanges hellos and checks the peer's.
+async fn handshake(inner: &Inner, sink: &mut dyn FrameSink, stream: &mut dyn FrameStream) -> Result<Hello, Error> {
+    let mine = inner.hello();
+    sink.send(control_frame(&Control::Hello(mine.clone()))).await?;
+    let first = tokio::time::timeout(inner.config.handshake_timeout, stream.recv())
+        .await
+        .map_err(|_| Error::Transport(TransportError::io("handshake", std::io::ErrorKind::TimedOut.into())))??;
+    let frame = first.ok_or(Error::Transport(TransportError::Closed))?;
+    if frame.kind != FrameKind::Control {
+        return Err(Error::Transport(TransportError::Backend(
+            format!("expected a hello, got a {} frame", frame.kind.name()).into(),
+        )));
+    }
+    let hello = match body::decode::<Control>(&frame.body, &frame.attachments)? {
+        Control::Hello(h) => h,
+        Control::Reject(r) => return Err(reject_error(r)),
+        Control::Goodbye => return Err(Error::Transport(TransportError::Closed)),
+    };
+    let reject = if hello.protocol != ENGINE_PROTOCOL {
+        Some(Reject::Protocol(ENGINE_PROTOCOL))
+    } else if hello.name == mine.name && hello.incarnation != mine.incarnation {
+        Some(Reject::DuplicateName(hello.name.clone()))
+    } else if inner.shutdown.is_cancelled() {
+        Some(Reject::ShuttingDown)
+    } else {
+        None
+    };
+    if let Some(reject) = reject {
+        let _ = sink.send(control_frame(&Control::Reject(reject.clone()))).await;
+        return Err(reject_error(reject));
+    }
+    Ok(hello)
+}
+
+/// Why a reader loop ended.
+#[derive(Debug)]
+enum ReadEnd {
+    Closed,
+    Goodbye,
+    Rejected(Reject),
+    Shutdown,
+    Error,
+}
+
+async fn read_loop(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, stream: &mut dyn FrameStream, incoming: &IncomingTable) -> ReadEnd {
+    loop {
+        let next = tokio::select! {
+            biased;
+            next = stream.recv() => next,
+            () = inner.shutdown.cancelled() => return ReadEnd::Shutdown,
+            () = conn.closed.cancelled() => return ReadEnd::Closed,
+        };
+        let frame = match next {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return ReadEnd::Closed,
+            Err(e) => {
+                tracing::warn!(peer = %conn.peer, "closing connection: {e}");
+                return ReadEnd::Error;
+            }
+        };
+        match frame.kind {
+            FrameKind::Request | FrameKind::OneWay => on_request(inner, conn, frame, incoming),
+            FrameKind::Response | FrameKind::Error => {
+                if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
+                    let _ = waiter.send(Ok(frame));
+                }
+            }
+            FrameKind::Cancel => {
+                if let Some(token) = lock(incoming).remove(&frame.request_id) {
+                    token.cancel();
+                }
+            }
+            FrameKind::Control => match body::decode::<Control>(&frame.body, &frame.attachments) {
+                Ok(Control::Goodbye) => return ReadEnd::Goodbye,
+                Ok(Control::Reject(r)) => return ReadEnd::Rejected(r),
+                Ok(Control::Hello(_)) => tracing::warn!(peer = %conn.peer, "ignoring a second hello"),
+                Err(e) => {
+                    tracing::warn!(peer = %conn.peer, "closing connection: bad control frame: {e}");
+                    return ReadEnd::Error;
+                }
+            },
+        }
+    }
+}
+
+fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming: &IncomingTable) {
+    let reply = if frame.kind == FrameKind::Request {
+        ReplyTo::Conn(conn.clone())
+    } else {
+        ReplyTo::Nobody
+    };
+    if let Some(route) = &frame.route {
+        if *route.dst != *inner.name() {
+            // Relaying belongs to discovery; a bare engine only serves itself.
+            if let ReplyTo::Conn(c) = reply {
+                c.send(error_frame(frame.request_id, &WireError::NoSuchPeer(route.dst.to_string())));
+            }
+            return;
+        }
+    }
+    let token = inner.shutdown.child_token();
+    let tracked = if frame.kind == FrameKind::Request {
+        lock(incoming).insert(frame.request_id, token.clone());
+        Some(incoming.clone())
+    } else {
+        None
+    };
+    inner.dispatch(conn.peer.clone(), frame, reply, token, tracked);
+}
+
+/// Moves frames from the queue to the sink, coalescing whatever is queued.
+async fn write_loop(mut sink: Box<dyn FrameSink>, mut rx: mpsc::UnboundedReceiver<Frame>, closed: CancellationToken) {
+    let result: Result<(), TransportError> = async {
+        loop {
+            // Queued frames go out before a close takes effect, so an answer
+            // queued just before shutdown still reaches the caller.
+            let frame = tokio::select! {
+                biased;
+                f = rx.recv() => match f {
+                    Some(f) => f,
+                    None => break,
+                },
+                () = closed.cancelled() => break,
+            };
+            sink.feed(frame).await?;
+            while let Ok(frame) = rx.try_recv() {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await?;
+        }
+        sink.send(control_frame(&Control::Goodbye)).await?;
+        sink.close().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!("writer stopped: {e}");
+    }
+    closed.cancel();
+}
+
+/// Keeps an outbound connection up: connects, runs it, and reconnects with
+/// exponential backoff and jitter until the engine shuts down or the peer
+/// refuses us for good.
+pub(crate) async fn keep_connected(
+    inner: Arc<Inner>,
+    addr: crate::transport::Address,
+    report: Arc<dyn Fn(Result<Arc<str>, Error>) + Send + Sync>,
+) {
+    let cfg = inner.config.clone();
+    let mut backoff = cfg.reconnect_min;
+    loop {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let attempt = async {
+            let transport = inner.transport_for(&addr)?;
+            let conn = transport.connect(&addr, &inner.conn_options()).await?;
+            let started = Instant::now();
+            let ok_report = report.clone();
+            let on_up = move |name: &str| ok_report(Ok(Arc::from(name)));
+            let r = run_connection(inner.clone(), conn, Direction::Outbound, Some(&on_up)).await;
+            Ok::<_, Error>((r, started.elapsed()))
+        };
+        let outcome = tokio::select! {
+            r = attempt => r,
+            () = inner.shutdown.cancelled() => return,
+        };
+        match outcome {
+            Ok((Ok(_), lasted)) => {
+                if lasted > cfg.reconnect_max {
+                    backoff = cfg.reconnect_min;
+                }
+            }
+            Ok((Err(e), _)) | Err(e) => {
+                let fatal = matches!(e, Error::DuplicateName { .. } | Error::InvalidArgument(_));
+                tracing::debug!(%addr, "connection attempt failed: {e}");
+                report(Err(e));
+                if fatal {
+                    return;
+                }
+            }
+        }
+        let jitter = 0.5 + rand::random::<f64>();
+        let wait = backoff.mul_f64(jitter).min(cfg.reconnect_max);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = inner.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(cfg.reconnect_max);
+    }
+}
+
+/// Serves connections accepted by a listener until shutdown.
+pub(crate) async fn accept_loop(inner: Arc<Inner>, mut listener: Box<dyn crate::transport::Listener>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = inner.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok(conn) => {
+                let inner2 = inner.clone();
+                inner.tracker.spawn_on(
+                    async move {
+                        if let Err(e) = run_connection(inner2, conn, Direction::Inbound, None).await {
+                            tracing::warn!("refused an inbound connection: {e}");
+                        }
+                    },
+                    &inner.runtime,
+                );
+            }
+            Err(e) => {
+                tracing::warn!(addr = %listener.local_addr(), "accept failed: {e}");
+                // Avoid a hot loop when accept keeps failing (say, out of fds).
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Builds the context and responder for a request, for dispatch.
+pub(crate) fn incoming_call(
+    peer: Arc<str>,
+    frame: Frame,
+    reply: ReplyTo,
+    token: CancellationToken,
+    tracked: Option<IncomingTable>,
+    counters: Arc<super::handler::Counters>,
+    deadline_cap: Duration,
+) -> IncomingCall {
+    let function = frame.method.clone().unwrap_or_else(|| Arc::from(""));
+    let deadline = (frame.kind == FrameKind::Request)
+        .then(|| deadline_from_budget(Instant::now(), frame.deadline, deadline_cap));
+    let responder = RawResponder::new(reply, frame.request_id, counters, token.clone(), tracked);
+    IncomingCall {
+        ctx: CallContext {
+            peer,
+            function,
+            provider: frame.provider,
+            request_id: frame.request_id,
+            deadline,
+            token,
+        },
+        body: frame.body,
+        attachments: frame.attachments,
+        responder,
+    }
+}
+
+/// Whether a method is the built-in remote shutdown.
+pub(crate) fn is_shutdown_method(method: &str) -> bool {
+    method == SHUTDOWN_METHOD
+}

@@ -1,0 +1,153 @@
+//! [`DebugInfo`]: what `Rpc::debug_info` reports.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Inner;
+use super::handler::lock;
+
+/// A snapshot of an engine's state. `Display` prints a readable report.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DebugInfo {
+    /// The engine's name.
+    pub name: String,
+    /// The schemes of the transports added.
+    pub transports: Vec<String>,
+    /// The addresses listened on.
+    pub listening: Vec<String>,
+    /// The addresses `connect` keeps connections to.
+    pub connecting: Vec<String>,
+    /// Known peers and their live connections.
+    pub peers: Vec<PeerDebug>,
+    /// Outgoing calls waiting for an answer.
+    pub calls_in_flight: usize,
+    /// Registered functions and their counters.
+    pub functions: Vec<FunctionDebug>,
+    /// Whether shutdown has begun.
+    pub shut_down: bool,
+}
+
+/// One peer in [`DebugInfo`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PeerDebug {
+    /// The peer's name.
+    pub name: String,
+    /// The random id of the peer's process.
+    pub incarnation: u128,
+    /// Its live connections.
+    pub connections: Vec<ConnectionDebug>,
+}
+
+/// One connection in [`DebugInfo`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectionDebug {
+    /// The transport's scheme.
+    pub transport: String,
+    /// This side's address.
+    pub local: String,
+    /// The other side's address.
+    pub remote: String,
+    /// How long it has been up.
+    pub age: Duration,
+}
+
+/// One function in [`DebugInfo`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FunctionDebug {
+    /// The function's name.
+    pub name: String,
+    /// Its provider id.
+    pub provider: u16,
+    /// Calls received.
+    pub calls: u64,
+    /// Calls answered with an error.
+    pub errors: u64,
+    /// Calls running now.
+    pub in_flight: u64,
+}
+
+pub(crate) fn collect(inner: &Inner) -> DebugInfo {
+    let mut transports: Vec<String> = inner
+        .transports
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .keys()
+        .map(|s| (*s).to_owned())
+        .collect();
+    transports.sort();
+    let peers = inner
+        .peers
+        .snapshot()
+        .into_iter()
+        .map(|(name, incarnation, conns)| PeerDebug {
+            name: name.to_string(),
+            incarnation,
+            connections: conns
+                .iter()
+                .map(|c| ConnectionDebug {
+                    transport: c.info.transport.to_owned(),
+                    local: c.info.local.clone(),
+                    remote: c.info.remote.clone(),
+                    age: c.opened.elapsed(),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut functions: Vec<FunctionDebug> = inner
+        .registry
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .flat_map(|(name, providers)| {
+            providers.iter().map(move |(provider, reg)| FunctionDebug {
+                name: name.to_string(),
+                provider: *provider,
+                calls: reg.counters.calls.load(Ordering::Relaxed),
+                errors: reg.counters.errors.load(Ordering::Relaxed),
+                in_flight: reg.counters.in_flight.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    functions.sort_by(|a, b| (&a.name, a.provider).cmp(&(&b.name, b.provider)));
+    DebugInfo {
+        name: inner.name().to_string(),
+        transports,
+        listening: lock(&inner.listening).iter().map(ToString::to_string).collect(),
+        connecting: lock(&inner.connecting).iter().map(ToString::to_string).collect(),
+        peers,
+        calls_in_flight: lock(&inner.pending).len(),
+        functions,
+        shut_down: inner.shutdown.is_cancelled(),
+    }
+}
+
+impl fmt::Display for DebugInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "peer {:?}{}", self.name, if self.shut_down { " (shut down)" } else { "" })?;
+        writeln!(f, "  transports: {}", self.transports.join(", "))?;
+        writeln!(f, "  listening:  {}", self.listening.join(", "))?;
+        writeln!(f, "  connecting: {}", self.connecting.join(", "))?;
+        writeln!(f, "  calls in flight: {}", self.calls_in_flight)?;
+        writeln!(f, "  peers ({}):", self.peers.len())?;
+        for p in &self.peers {
+            writeln!(f, "    {} (incarnation {:032x}), {} connection(s)", p.name, p.incarnation, p.connections.len())?;
+            for c in &p.connections {
+                writeln!(f, "      {} {} -> {} up {:.1?}", c.transport, c.local, c.remote, c.age)?;
+            }
+        }
+        writeln!(f, "  functions ({}):", self.functions.len())?;
+        for func in &self.functions {
+            writeln!(
+                f,
+                "    {}[{}]: {} calls, {} errors, {} in flight",
+                func.name, func.provider, func.calls, func.errors, func.in_flight
+            )?;
+        }
+        Ok(())
+    }
+}

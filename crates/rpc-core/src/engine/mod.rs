@@ -1,0 +1,533 @@
+//! The peer engine: [`Rpc`].
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`Rpc`], its shared state and the public API for naming,
+//!   transports, listening, connecting and shutdown.
+//! - `define.rs`: registering handlers ([`Provider`]).
+//! - `call.rs`: making calls ([`CallFuture`], [`CallOptions`]).
+//! - `handler.rs`: handler kinds, [`Responder`], [`CallContext`].
+//! - `queue.rs`: [`Queue`] for `define_queue`.
+//! - `conn.rs`: one connection's handshake, reader and writer.
+//! - `peers.rs`: the table of connected peers.
+//! - `control.rs`: the engine's own messages.
+//! - `debug.rs`: [`DebugInfo`].
+
+mod call;
+mod config;
+mod conn;
+mod control;
+mod debug;
+mod define;
+mod handler;
+mod peers;
+mod queue;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use call::{CallFuture, CallOptions};
+pub use config::Config;
+pub use debug::{ConnectionDebug, DebugInfo, FunctionDebug, PeerDebug};
+pub use define::Provider;
+pub use handler::{CallContext, HandlerError, Responder};
+pub use queue::Queue;
+
+use self::control::{Hello, WireError};
+use self::handler::{Counters, Handler, IncomingTable, ReplyTo, lock};
+use crate::error::{Error, TransportError};
+use crate::pending::{ConnId, PendingCalls};
+use crate::transport::{Address, ConnOptions, Transport};
+use crate::wire::{Frame, MAX_NAME_LEN};
+
+type Waiter = oneshot::Sender<Result<Frame, Error>>;
+
+/// One peer: a named RPC engine that defines functions, listens, connects
+/// and calls other peers by name.
+///
+/// `Rpc` is a cheap handle: clones share one engine. The engine shuts down
+/// when the last handle is dropped, or on [`shutdown`](Self::shutdown).
+///
+/// ```
+/// use rpc_core::{MemNetwork, Rpc};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let net = MemNetwork::new();
+/// let host = Rpc::new();
+/// host.set_name("host")?;
+/// host.add_transport(net.transport());
+/// host.define("bar", |s: String| async move {
+///     println!("{s}");
+///     Ok(42)
+/// })?;
+/// let addr = host.listen("mem://host").await?;
+///
+/// let client = Rpc::new();
+/// client.add_transport(net.transport());
+/// client.connect(addr.as_str())?;
+/// let answer: i32 = client.call("host", "bar", "hello world").await?;
+/// assert_eq!(answer, 42);
+/// # Ok::<_, rpc_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Rpc {
+    inner: Arc<Inner>,
+    _guard: Arc<ShutdownOnDrop>,
+}
+
+/// Shuts the engine down when the last user handle goes away. Background
+/// tasks hold `Arc<Inner>` only, so they do not keep the engine alive.
+struct ShutdownOnDrop(Arc<Inner>);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.begin_shutdown();
+    }
+}
+
+/// A registered function: its handler and counters.
+#[derive(Clone)]
+pub(crate) struct Registration {
+    handler: Arc<dyn Handler>,
+    counters: Arc<Counters>,
+}
+
+pub(crate) struct Inner {
+    name: RwLock<Arc<str>>,
+    started: AtomicBool,
+    incarnation: u128,
+    config: Config,
+    timeout_nanos: AtomicU64,
+    transports: RwLock<HashMap<&'static str, Arc<dyn Transport>>>,
+    registry: RwLock<HashMap<Arc<str>, HashMap<u16, Registration>>>,
+    peers: peers::Peers,
+    peer_changed: Notify,
+    pending: Mutex<PendingCalls<Waiter>>,
+    listening: Mutex<Vec<Address>>,
+    connecting: Mutex<Vec<Address>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    remote_shutdown: AtomicBool,
+    blocking: Arc<Semaphore>,
+    next_conn: AtomicU64,
+    runtime: tokio::runtime::Handle,
+    owned_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl Rpc {
+    /// An engine with default settings and a random, globally unique name.
+    ///
+    /// Inside a tokio runtime it runs on that runtime; outside one it starts
+    /// a small runtime of its own, so that plain blocking code can use it.
+    pub fn new() -> Self {
+        Self::with_config(Config::default())
+    }
+
+    /// An engine with the given settings.
+    pub fn with_config(config: Config) -> Self {
+        let (runtime, owned) = match tokio::runtime::Handle::try_current() {
+            Ok(h) => (h, None),
+            Err(_) => {
+                // Without a runtime there is nothing to run on; a failure to
+                // start threads at all leaves no way to go on.
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("rpc-engine")
+                    .enable_all()
+                    .build()
+                    .expect("cannot start the RPC engine's runtime threads");
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let incarnation: u128 = rand::random();
+        let inner = Arc::new(Inner {
+            name: RwLock::new(Arc::from(format!("{incarnation:032x}"))),
+            started: AtomicBool::new(false),
+            incarnation,
+            timeout_nanos: AtomicU64::new(duration_nanos(config.timeout)),
+            blocking: Arc::new(Semaphore::new(config.max_blocking_threads.max(1))),
+            config,
+            transports: RwLock::default(),
+            registry: RwLock::default(),
+            peers: peers::Peers::default(),
+            peer_changed: Notify::new(),
+            pending: Mutex::new(PendingCalls::new(rand::random())),
+            listening: Mutex::default(),
+            connecting: Mutex::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            remote_shutdown: AtomicBool::new(false),
+            next_conn: AtomicU64::new(1),
+            runtime,
+            owned_runtime: Mutex::new(owned),
+        });
+        Self {
+            _guard: Arc::new(ShutdownOnDrop(inner.clone())),
+            inner,
+        }
+    }
+
+    /// Sets this peer's name. Call it before [`listen`](Self::listen) or
+    /// [`connect`](Self::connect); afterwards it is an error.
+    ///
+    /// A name is 1 to 255 bytes of UTF-8 without control characters.
+    pub fn set_name(&self, name: &str) -> Result<(), Error> {
+        validate_name(name)?;
+        if self.inner.started.load(Ordering::SeqCst) {
+            return Err(Error::InvalidArgument(
+                "set_name must be called before listen or connect".into(),
+            ));
+        }
+        *self.inner.name.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::from(name);
+        Ok(())
+    }
+
+    /// This peer's name: the one set with [`set_name`](Self::set_name), or a
+    /// random 128-bit hex string.
+    pub fn get_name(&self) -> String {
+        self.inner.name().to_string()
+    }
+
+    /// Sets the default timeout of calls made from now on.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.inner.timeout_nanos.store(duration_nanos(timeout), Ordering::Relaxed);
+    }
+
+    /// The default timeout of calls.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.inner.timeout_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Adds a transport; it serves addresses of its scheme. A transport of
+    /// the same scheme added before is replaced.
+    pub fn add_transport(&self, transport: impl Transport) {
+        self.add_transport_arc(Arc::new(transport));
+    }
+
+    /// Adds a shared transport.
+    pub fn add_transport_arc(&self, transport: Arc<dyn Transport>) {
+        self.inner
+            .transports
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(transport.scheme(), transport);
+    }
+
+    /// Starts listening on `addr` (such as `tcp://127.0.0.1:0`) and returns
+    /// the address actually bound. Accepting runs in the background.
+    pub async fn listen(&self, addr: &str) -> Result<Address, Error> {
+        let addr = Address::parse(addr)?;
+        self.inner.start()?;
+        let transport = self.inner.transport_for(&addr)?;
+        let listener = transport.listen(&addr, &self.inner.conn_options()).await?;
+        let bound = listener.local_addr().clone();
+        lock(&self.inner.listening).push(bound.clone());
+        self.inner.spawn(conn::accept_loop(self.inner.clone(), listener));
+        tracing::info!(name = %self.inner.name(), addr = %bound, "listening");
+        Ok(bound)
+    }
+
+    /// Connects to `addr` in the background and keeps the connection up,
+    /// reconnecting with exponential backoff when it drops. Returns at once.
+    ///
+    /// Calls to the peer made before the connection is up wait for it, until
+    /// their deadline. The returned [`Connecting`] tells when the connection
+    /// is up, or why it was refused.
+    pub fn connect(&self, addr: &str) -> Result<Connecting, Error> {
+        let addr = Address::parse(addr)?;
+        self.inner.start()?;
+        self.inner.transport_for(&addr)?;
+        lock(&self.inner.connecting).push(addr.clone());
+        let (tx, rx) = watch::channel(ConnectStatus::Pending(None));
+        let report = Arc::new(move |r: Result<Arc<str>, Error>| {
+            tx.send_modify(|s| {
+                *s = match r {
+                    Ok(name) => ConnectStatus::Up(name.to_string()),
+                    Err(Error::DuplicateName { name }) => ConnectStatus::DuplicateName(name),
+                    Err(e) => match s {
+                        ConnectStatus::Up(_) => return,
+                        _ => ConnectStatus::Pending(Some(e.to_string())),
+                    },
+                };
+            });
+        });
+        self.inner.spawn(conn::keep_connected(self.inner.clone(), addr, report));
+        Ok(Connecting { rx })
+    }
+
+    /// Lets peers shut this engine down remotely (off by default).
+    pub fn enable_remote_shutdown(&self, enabled: bool) {
+        self.inner.remote_shutdown.store(enabled, Ordering::SeqCst);
+    }
+
+    /// Asks `peer` to shut down. Fails with [`Error::Refused`] unless the
+    /// peer enabled remote shutdown.
+    pub async fn shutdown_peer(&self, peer: &str) -> Result<(), Error> {
+        self.call_with(peer, control::SHUTDOWN_METHOD, &(), CallOptions::default()).await
+    }
+
+    /// Starts shutting down: stops listening, closes connections, fails
+    /// pending calls with [`Error::ShutDown`], and cancels running handlers.
+    /// Returns at once; see [`wait_for_shutdown`](Self::wait_for_shutdown).
+    pub fn shutdown(&self) {
+        self.inner.begin_shutdown();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Waits until the engine has shut down (locally or by a remote request)
+    /// and every task it started has finished.
+    pub async fn wait_for_shutdown(&self) {
+        self.inner.shutdown.cancelled().await;
+        self.inner.tracker.wait().await;
+    }
+
+    /// A snapshot of peers, connections, transports, calls in flight and
+    /// per-function counters. Its `Display` is a readable report.
+    pub fn debug_info(&self) -> DebugInfo {
+        debug::collect(&self.inner)
+    }
+}
+
+impl Default for Rpc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rpc").field("name", &self.inner.name()).finish_non_exhaustive()
+    }
+}
+
+/// The state of a background connection started by [`Rpc::connect`].
+#[derive(Debug)]
+pub struct Connecting {
+    rx: watch::Receiver<ConnectStatus>,
+}
+
+#[derive(Debug, Clone)]
+enum ConnectStatus {
+    Pending(Option<String>),
+    Up(String),
+    DuplicateName(String),
+}
+
+impl Connecting {
+    /// Waits until the connection is up and returns the peer's name. Fails
+    /// with [`Error::DuplicateName`] if the peer refused our name, or after
+    /// `timeout` with the last connection error.
+    pub async fn established(&mut self, timeout: Duration) -> Result<String, Error> {
+        let waited = {
+            let wait = self.rx.wait_for(|s| !matches!(s, ConnectStatus::Pending(_)));
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(Ok(s)) => Ok(s.clone()),
+                Ok(Err(_)) => return Err(Error::ShutDown),
+                Err(elapsed) => Err(elapsed),
+            }
+        };
+        let status = match waited {
+            Ok(status) => status,
+            Err(_) => {
+                let last = match &*self.rx.borrow() {
+                    ConnectStatus::Pending(Some(e)) => format!(": {e}"),
+                    _ => String::new(),
+                };
+                return Err(Error::Transport(TransportError::io(
+                    "connect",
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("not connected after {timeout:?}{last}"),
+                    ),
+                )));
+            }
+        };
+        match status {
+            ConnectStatus::Up(name) => Ok(name),
+            ConnectStatus::DuplicateName(name) => Err(Error::DuplicateName { name }),
+            ConnectStatus::Pending(_) => Err(Error::ShutDown),
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn name(&self) -> Arc<str> {
+        self.name.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn start(&self) -> Result<(), Error> {
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShutDown);
+        }
+        self.started.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.timeout_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn transport_for(&self, addr: &Address) -> Result<Arc<dyn Transport>, Error> {
+        self.transports
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(addr.scheme())
+            .cloned()
+            .ok_or_else(|| {
+                Error::Transport(TransportError::UnsupportedScheme {
+                    scheme: addr.scheme().to_owned(),
+                })
+            })
+    }
+
+    pub(crate) fn conn_options(&self) -> ConnOptions {
+        ConnOptions::with_max_frame_len(self.config.max_frame_len)
+    }
+
+    pub(crate) fn hello(&self) -> Hello {
+        Hello {
+            protocol: control::ENGINE_PROTOCOL,
+            name: self.name().to_string(),
+            incarnation: self.incarnation,
+            max_frame_len: self.config.max_frame_len,
+            listen: lock(&self.listening).iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn_on(fut, &self.runtime);
+    }
+
+    pub(crate) fn pending_complete(&self, conn: ConnId, id: u64) -> Option<Waiter> {
+        lock(&self.pending).complete(conn, id)
+    }
+
+    pub(crate) fn pending_remove_conn(&self, conn: ConnId) -> Vec<Waiter> {
+        lock(&self.pending).remove_conn(conn)
+    }
+
+    fn begin_shutdown(&self) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        tracing::info!(name = %self.name(), "shutting down");
+        self.shutdown.cancel();
+        self.tracker.close();
+        for waiter in lock(&self.pending).drain() {
+            let _ = waiter.send(Err(Error::ShutDown));
+        }
+        // Dropping the handlers closes every queue, so their owners see the end.
+        self.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.peer_changed.notify_waiters();
+        if let Some(rt) = lock(&self.owned_runtime).take() {
+            // The runtime may be dropped from one of its own threads, where a
+            // blocking drop would panic.
+            rt.shutdown_background();
+        }
+    }
+
+    /// Looks up the handler for a request and starts it, or answers with the
+    /// reason there is none.
+    pub(crate) fn dispatch(
+        self: &Arc<Self>,
+        peer: Arc<str>,
+        frame: Frame,
+        reply: ReplyTo,
+        token: CancellationToken,
+        tracked: Option<IncomingTable>,
+    ) {
+        let method = frame.method.clone().unwrap_or_else(|| Arc::from(""));
+        let lookup = if conn::is_shutdown_method(&method) {
+            Ok(self.shutdown_registration())
+        } else {
+            self.lookup(&method, frame.provider)
+        };
+        let _span = tracing::debug_span!("rpc.handle", peer = %peer, function = %method, request_id = frame.request_id)
+            .entered();
+        match lookup {
+            Ok(reg) => {
+                let call = conn::incoming_call(
+                    peer,
+                    frame,
+                    reply,
+                    token,
+                    tracked,
+                    reg.counters.clone(),
+                    self.config.max_handler_time,
+                );
+                reg.handler.call(call, &self.runtime, &self.tracker);
+            }
+            Err(e) => {
+                let responder = handler::RawResponder::new(
+                    reply,
+                    frame.request_id,
+                    Arc::new(Counters::default()),
+                    token,
+                    tracked,
+                );
+                responder.err(e);
+            }
+        }
+    }
+
+    fn lookup(&self, method: &str, provider: u16) -> Result<Registration, WireError> {
+        let registry = self.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let providers = registry.get(method).ok_or(WireError::NoSuchFunction)?;
+        providers.get(&provider).cloned().ok_or(WireError::NoSuchProvider)
+    }
+
+    /// The built-in handler of remote shutdown requests.
+    fn shutdown_registration(self: &Arc<Self>) -> Registration {
+        let weak = Arc::downgrade(self);
+        let handler = handler::DeferredHandler {
+            f: move |responder: Responder<()>, (): ()| {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                if inner.remote_shutdown.load(Ordering::SeqCst) {
+                    tracing::info!(by = %responder.context().peer(), "remote shutdown");
+                    responder.ok(());
+                    inner.begin_shutdown();
+                } else {
+                    responder.raw_err(WireError::Refused("remote shutdown (not enabled on this peer)".into()));
+                }
+            },
+            _types: std::marker::PhantomData,
+        };
+        Registration {
+            handler: Arc::new(handler),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "a name is 1 to {MAX_NAME_LEN} bytes without control characters, got {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

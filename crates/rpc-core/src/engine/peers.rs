@@ -1,0 +1,87 @@
+//! The table of connected peers, by name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::conn::ConnHandle;
+use super::control::Reject;
+use super::handler::lock;
+
+/// Connected peers by name. A name maps to one incarnation (one process) at a
+/// time; a second live process with the same name is refused, never merged.
+#[derive(Debug, Default)]
+pub(crate) struct Peers {
+    inner: Mutex<PeersInner>,
+}
+
+#[derive(Debug, Default)]
+struct PeersInner {
+    by_name: HashMap<Arc<str>, PeerEntry>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PeerEntry {
+    pub incarnation: u128,
+    pub conns: Vec<Arc<ConnHandle>>,
+    next: usize,
+}
+
+impl Peers {
+    /// Adds a connection. Refuses it when another live incarnation holds the
+    /// name.
+    pub(crate) fn register(&self, conn: Arc<ConnHandle>) -> Result<(), Reject> {
+        let mut inner = lock(&self.inner);
+        let entry = inner.by_name.entry(conn.peer.clone()).or_insert_with(|| PeerEntry {
+            incarnation: conn.incarnation,
+            conns: Vec::new(),
+            next: 0,
+        });
+        entry.conns.retain(|c| !c.is_closed());
+        if entry.incarnation != conn.incarnation {
+            if !entry.conns.is_empty() {
+                return Err(Reject::DuplicateName(conn.peer.to_string()));
+            }
+            // The old process is gone: this is its restart.
+            entry.incarnation = conn.incarnation;
+        }
+        entry.conns.push(conn);
+        Ok(())
+    }
+
+    /// Removes a connection.
+    pub(crate) fn unregister(&self, conn: &ConnHandle) {
+        let mut inner = lock(&self.inner);
+        if let Some(entry) = inner.by_name.get_mut(&conn.peer) {
+            entry.conns.retain(|c| c.id != conn.id);
+        }
+    }
+
+    /// A live connection to `name`, round robin over several.
+    pub(crate) fn pick(&self, name: &str) -> Option<Arc<ConnHandle>> {
+        let mut inner = lock(&self.inner);
+        let entry = inner.by_name.get_mut(name)?;
+        entry.conns.retain(|c| !c.is_closed());
+        if entry.conns.is_empty() {
+            return None;
+        }
+        entry.next = entry.next.wrapping_add(1);
+        Some(entry.conns[entry.next % entry.conns.len()].clone())
+    }
+
+    /// Whether `name` was ever connected.
+    pub(crate) fn known(&self, name: &str) -> bool {
+        lock(&self.inner).by_name.contains_key(name)
+    }
+
+    /// A snapshot for `debug_info`: (name, incarnation, connections).
+    pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, u128, Vec<Arc<ConnHandle>>)> {
+        let inner = lock(&self.inner);
+        let mut v: Vec<_> = inner
+            .by_name
+            .iter()
+            .map(|(n, e)| (n.clone(), e.incarnation, e.conns.iter().filter(|c| !c.is_closed()).cloned().collect()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}

@@ -1,0 +1,114 @@
+//! The transport conformance suite (feature `test-util`).
+//!
+//! Every [`Transport`] runs the same cases, so that transports cannot differ
+//! in semantics. A transport crate adds one file, `tests/conformance.rs`:
+//!
+//! ```ignore
+//! rpc_core::conformance_tests!(my_crate::MyHarness::new());
+//! ```
+//!
+//! which expands to one `#[test]` per case in [`cases`]. The harness says how
+//! to make the transport and where to listen.
+//!
+//! The cases run the whole engine over the transport (calls, errors,
+//! deadlines, cancellation, limits, disconnects) and also check the frame
+//! contract directly (order, attachments, clean close, limits).
+
+pub mod cases;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::transport::{MemNetwork, Transport};
+
+/// How long any one case may take before the suite calls it hung. Far above
+/// what a case needs, so that a slow machine never fails a case by luck.
+pub const CASE_WATCHDOG: Duration = Duration::from_secs(120);
+
+/// What the suite needs to know about a transport.
+pub trait Harness: Send + Sync + 'static {
+    /// A transport instance. All instances from one harness must reach each
+    /// other's listeners.
+    fn transport(&self) -> Arc<dyn Transport>;
+
+    /// An address that listens on a fresh endpoint, such as
+    /// `tcp://127.0.0.1:0`.
+    fn listen_addr(&self) -> String;
+}
+
+/// The harness of the in-memory transport.
+#[derive(Debug, Default)]
+pub struct MemHarness {
+    net: MemNetwork,
+}
+
+impl MemHarness {
+    /// A harness with a fresh network.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Harness for MemHarness {
+    fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(self.net.transport())
+    }
+
+    fn listen_addr(&self) -> String {
+        "mem://0".to_owned()
+    }
+}
+
+/// Runs one case on a fresh two-thread runtime, failing it if it takes
+/// longer than [`CASE_WATCHDOG`].
+pub fn run<H, F, Fut>(harness: H, case: F)
+where
+    H: Harness,
+    F: FnOnce(Arc<dyn Harness>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a test runtime starts");
+    let harness: Arc<dyn Harness> = Arc::new(harness);
+    rt.block_on(async {
+        if tokio::time::timeout(CASE_WATCHDOG, case(harness)).await.is_err() {
+            panic!("conformance case hung for {CASE_WATCHDOG:?}");
+        }
+    });
+}
+
+/// Expands to one `#[test]` per conformance case, each running on a harness
+/// made by the given expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            empty_call,
+            large_call_8mib,
+            unknown_function,
+            unknown_provider,
+            timeout,
+            cancel_reaches_handler,
+            one_way,
+            concurrent_calls_do_not_cross,
+            oversized_call_rejected_before_sending,
+            oversized_frame_closes_only_that_connection,
+            server_drop_fails_pending_calls_fast,
+            frames_in_order_then_clean_close,
+            attachments_intact,
+            listener_reports_bound_address,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testing::run($harness, $crate::testing::cases::$case);
+            }
+        )*
+    };
+}

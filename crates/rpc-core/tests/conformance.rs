@@ -1,0 +1,3 @@
+//! The transport conformance suite on the in-memory transport.
+
+rpc_core::conformance_tests!(rpc_core::testing::MemHarness::new());
