@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::conn::ConnHandle;
 use super::control::WireError;
@@ -335,6 +336,7 @@ where
         if let Poll::Ready(outcome) = fut.as_mut().poll(&mut cx) {
             return responder.finish(outcome);
         }
+        let span = tracing::Span::current();
         tracker.spawn_on(
             async move {
                 let token = responder.token().clone();
@@ -352,7 +354,8 @@ where
                         responder.abandon();
                     }
                 }
-            },
+            }
+            .instrument(span),
             rt,
         );
     }
