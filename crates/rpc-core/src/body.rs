@@ -41,7 +41,7 @@ thread_local! {
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Bytes, Vec<Bytes>), CodecError> {
     let outer = ENCODING.with(|e| e.borrow_mut().replace(Vec::new()));
     let mut body = BytesMut::with_capacity(64).writer();
-    let result = options(u64::MAX).serialize_into(&mut body, value);
+    let result = encode_options().serialize_into(&mut body, value);
     let attachments = ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), outer));
     result.map_err(|e| CodecError::Body(e.to_string()))?;
     Ok((body.into_inner().freeze(), attachments.unwrap_or_default()))
@@ -62,9 +62,22 @@ pub fn decode<T: DeserializeOwned>(body: &[u8], attachments: &[Bytes]) -> Result
     })
 }
 
+/// The options for decoding: the limit stops a length field from claiming
+/// more bytes than the body holds before anything is allocated.
 fn options(limit: u64) -> impl Options {
     bincode::DefaultOptions::new()
         .with_limit(limit)
+        .with_little_endian()
+        .with_varint_encoding()
+        .reject_trailing_bytes()
+}
+
+/// The options for encoding: the same format without a limit. (With a limit
+/// bincode measures the value first, which would serialize it twice and
+/// collect every attachment twice.)
+fn encode_options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_no_limit()
         .with_little_endian()
         .with_varint_encoding()
         .reject_trailing_bytes()
@@ -301,7 +314,11 @@ mod tests {
         };
         let (body, atts) = encode(&value).unwrap();
         assert_eq!(atts.len(), 3);
-        assert!(body.len() < 100, "body holds only indices, got {} bytes", body.len());
+        assert!(
+            body.len() < 100,
+            "body holds only indices, got {} bytes",
+            body.len()
+        );
         // The attachment shares the caller's buffer: same pointer, no copy.
         assert_eq!(atts[0].as_ptr(), big.bytes().as_ptr());
         let back: Nested = decode(&body, &atts).unwrap();
@@ -330,8 +347,14 @@ mod tests {
         // A varint length prefix of u64::MAX (tag 0xff then 8 bytes) for a Vec<u8>.
         let mut body = vec![0xffu8];
         body.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(decode::<Vec<u8>>(&body, &[]), Err(CodecError::Body(_))));
-        assert!(matches!(decode::<String>(&body, &[]), Err(CodecError::Body(_))));
+        assert!(matches!(
+            decode::<Vec<u8>>(&body, &[]),
+            Err(CodecError::Body(_))
+        ));
+        assert!(matches!(
+            decode::<String>(&body, &[]),
+            Err(CodecError::Body(_))
+        ));
     }
 
     #[test]

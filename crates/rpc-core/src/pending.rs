@@ -148,13 +148,19 @@ mod tests {
     fn budgets() {
         let now = Instant::now();
         let cap = Duration::from_secs(60);
-        assert_eq!(remaining(now + Duration::from_secs(3), now), Duration::from_secs(3));
+        assert_eq!(
+            remaining(now + Duration::from_secs(3), now),
+            Duration::from_secs(3)
+        );
         assert_eq!(remaining(now, now + Duration::from_secs(1)), Duration::ZERO);
         assert_eq!(deadline_from_budget(now, None, cap), now + cap);
         assert_eq!(
             deadline_from_budget(now, Some(Duration::from_secs(2)), cap),
             now + Duration::from_secs(2)
         );
-        assert_eq!(deadline_from_budget(now, Some(Duration::from_secs(600)), cap), now + cap);
+        assert_eq!(
+            deadline_from_budget(now, Some(Duration::from_secs(600)), cap),
+            now + cap
+        );
     }
 }

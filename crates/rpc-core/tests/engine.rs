@@ -28,7 +28,11 @@ async fn client(net: &MemNetwork, name: &str, server: &str) -> Rpc {
     let rpc = Rpc::new();
     rpc.set_name(name).unwrap();
     rpc.add_transport(net.transport());
-    let up = rpc.connect(&format!("mem://{server}")).unwrap().established(LONG).await;
+    let up = rpc
+        .connect(&format!("mem://{server}"))
+        .unwrap()
+        .established(LONG)
+        .await;
     assert_eq!(up.unwrap(), server);
     rpc
 }
@@ -60,7 +64,10 @@ async fn names_default_to_unique_random_and_are_fixed_once_started() {
     a.set_name("alpha").unwrap();
     assert_eq!(a.get_name(), "alpha");
     assert!(matches!(a.set_name(""), Err(Error::InvalidArgument(_))));
-    assert!(matches!(a.set_name(&"x".repeat(256)), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        a.set_name(&"x".repeat(256)),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(a.set_name("a\nb"), Err(Error::InvalidArgument(_))));
 
     a.add_transport(MemNetwork::new().transport());
@@ -73,7 +80,9 @@ async fn names_default_to_unique_random_and_are_fixed_once_started() {
 async fn duplicate_names_are_refused_not_merged() {
     let net = MemNetwork::new();
     let server = peer(&net, "server").await;
-    server.define("who", |(): ()| async { Ok("server") }).unwrap();
+    server
+        .define("who", |(): ()| async { Ok("server") })
+        .unwrap();
 
     // A second live process named "x" is refused, and the first keeps working.
     let x1 = client(&net, "x", "server").await;
@@ -81,7 +90,10 @@ async fn duplicate_names_are_refused_not_merged() {
     x2.set_name("x").unwrap();
     x2.add_transport(net.transport());
     let refused = x2.connect("mem://server").unwrap().established(LONG).await;
-    assert!(matches!(refused, Err(Error::DuplicateName { ref name }) if name == "x"), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::DuplicateName { ref name }) if name == "x"),
+        "{refused:?}"
+    );
     let who: String = x1.call("server", "who", &()).await.unwrap();
     assert_eq!(who, "server");
     let peers = server.debug_info().peers;
@@ -91,8 +103,15 @@ async fn duplicate_names_are_refused_not_merged() {
     let twin = Rpc::new();
     twin.set_name("server").unwrap();
     twin.add_transport(net.transport());
-    let refused = twin.connect("mem://server").unwrap().established(LONG).await;
-    assert!(matches!(refused, Err(Error::DuplicateName { ref name }) if name == "server"), "{refused:?}");
+    let refused = twin
+        .connect("mem://server")
+        .unwrap()
+        .established(LONG)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::DuplicateName { ref name }) if name == "server"),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +124,12 @@ async fn reconnects_after_the_server_restarts() {
     let client = Rpc::with_config(config);
     client.set_name("client").unwrap();
     client.add_transport(net.transport());
-    client.connect("mem://server").unwrap().established(LONG).await.unwrap();
+    client
+        .connect("mem://server")
+        .unwrap()
+        .established(LONG)
+        .await
+        .unwrap();
     assert_eq!(client.call::<u32>("server", "v", &()).await.unwrap(), 1);
 
     server.shutdown();
@@ -135,9 +159,17 @@ async fn deferred_handlers_answer_later_from_any_thread() {
         .define_deferred("forgot", |responder: Responder<()>, (): ()| drop(responder))
         .unwrap();
     let client = client(&net, "client", "server").await;
-    assert_eq!(client.call::<String>("server", "later", &5u32).await.unwrap(), "done 5");
+    assert_eq!(
+        client
+            .call::<String>("server", "later", &5u32)
+            .await
+            .unwrap(),
+        "done 5"
+    );
     match client.call::<()>("server", "forgot", &()).await {
-        Err(Error::Remote { message, .. }) => assert!(message.contains("without answering"), "{message}"),
+        Err(Error::Remote { message, .. }) => {
+            assert!(message.contains("without answering"), "{message}")
+        }
         other => panic!("expected a remote error, got {other:?}"),
     }
 }
@@ -229,7 +261,11 @@ async fn blocking_handlers_run_on_a_bounded_pool() {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
                 let _ = started_tx.send(x);
-                release_rx.lock().unwrap().recv().map_err(HandlerError::from)?;
+                release_rx
+                    .lock()
+                    .unwrap()
+                    .recv()
+                    .map_err(HandlerError::from)?;
                 running.fetch_sub(1, Ordering::SeqCst);
                 Ok(x * 2)
             })
@@ -254,7 +290,11 @@ async fn blocking_handlers_run_on_a_bounded_pool() {
     }
     results.sort_unstable();
     assert_eq!(results, vec![0, 2, 4, 6, 8, 10]);
-    assert_eq!(most.load(Ordering::SeqCst), 2, "never more than max_blocking_threads at once");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "never more than max_blocking_threads at once"
+    );
 }
 
 #[tokio::test]
@@ -262,7 +302,9 @@ async fn handler_errors_and_panics_reach_the_caller_and_the_server_goes_on() {
     let net = MemNetwork::new();
     let server = peer(&net, "server").await;
     server
-        .define("fail", |(): ()| async { Err::<(), _>(HandlerError::new("no luck")) })
+        .define("fail", |(): ()| async {
+            Err::<(), _>(HandlerError::new("no luck"))
+        })
         .unwrap();
     server
         .define("parse", |s: String| async move { Ok(s.parse::<u32>()?) })
@@ -276,7 +318,9 @@ async fn handler_errors_and_panics_reach_the_caller_and_the_server_goes_on() {
         })
         .unwrap();
     server
-        .define_blocking("boom_blocking", |(): ()| -> Result<(), HandlerError> { panic!("blocking kaboom") })
+        .define_blocking("boom_blocking", |(): ()| -> Result<(), HandlerError> {
+            panic!("blocking kaboom")
+        })
         .unwrap();
     server.define("ok", |(): ()| async { Ok(1u8) }).unwrap();
     let client = client(&net, "client", "server").await;
@@ -287,11 +331,17 @@ async fn handler_errors_and_panics_reach_the_caller_and_the_server_goes_on() {
     };
     assert_eq!(remote(client.call("server", "fail", &()).await), "no luck");
     let parse = client.call::<u32>("server", "parse", "x1").await;
-    assert!(matches!(parse, Err(Error::Remote { ref message, .. }) if message.contains("invalid digit")), "{parse:?}");
+    assert!(
+        matches!(parse, Err(Error::Remote { ref message, .. }) if message.contains("invalid digit")),
+        "{parse:?}"
+    );
     assert!(remote(client.call("server", "boom", &()).await).contains("kaboom"));
     assert!(remote(client.call("server", "boom_blocking", &()).await).contains("blocking kaboom"));
     // Arguments of the wrong type are an error too.
-    assert!(remote(client.call("server", "fail", &("not", "unit", 3u64)).await).contains("bad arguments"));
+    assert!(
+        remote(client.call("server", "fail", &("not", "unit", 3u64)).await)
+            .contains("bad arguments")
+    );
     assert_eq!(client.call::<u8>("server", "ok", &()).await.unwrap(), 1);
     let info = server.debug_info();
     let boom = info.functions.iter().find(|f| f.name == "boom").unwrap();
@@ -302,7 +352,9 @@ async fn handler_errors_and_panics_reach_the_caller_and_the_server_goes_on() {
 async fn callback_and_blocking_call_forms() {
     let net = MemNetwork::new();
     let server = peer(&net, "server").await;
-    server.define("double", |x: u64| async move { Ok(x * 2) }).unwrap();
+    server
+        .define("double", |x: u64| async move { Ok(x * 2) })
+        .unwrap();
     let client = client(&net, "client", "server").await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -312,7 +364,8 @@ async fn callback_and_blocking_call_forms() {
     assert_eq!(rx.recv().await.unwrap().unwrap(), 42);
 
     let c = client.clone();
-    let blocking = tokio::task::spawn_blocking(move || c.call_blocking::<u64>("server", "double", &50u64));
+    let blocking =
+        tokio::task::spawn_blocking(move || c.call_blocking::<u64>("server", "double", &50u64));
     assert_eq!(blocking.await.unwrap().unwrap(), 100);
 }
 
@@ -322,13 +375,20 @@ fn works_from_plain_threads_without_a_runtime() {
     let server = Rpc::new();
     server.set_name("server").unwrap();
     server.add_transport(net.transport());
-    server.define("inc", |x: i64| async move { Ok(x + 1) }).unwrap();
+    server
+        .define("inc", |x: i64| async move { Ok(x + 1) })
+        .unwrap();
     let client = Rpc::new();
     client.add_transport(net.transport());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(server.listen("mem://server")).unwrap();
     client.connect("mem://server").unwrap();
-    assert_eq!(client.call_blocking::<i64>("server", "inc", &41i64).unwrap(), 42);
+    assert_eq!(
+        client
+            .call_blocking::<i64>("server", "inc", &41i64)
+            .unwrap(),
+        42
+    );
 }
 
 #[tokio::test]
@@ -337,7 +397,10 @@ async fn calling_your_own_name_runs_locally() {
     rpc.set_name("me").unwrap();
     rpc.define("sq", |x: u32| async move { Ok(x * x) }).unwrap();
     assert_eq!(rpc.call::<u32>("me", "sq", &7u32).await.unwrap(), 49);
-    assert!(matches!(rpc.call::<u32>("me", "nope", &7u32).await, Err(Error::NoSuchFunction { .. })));
+    assert!(matches!(
+        rpc.call::<u32>("me", "nope", &7u32).await,
+        Err(Error::NoSuchFunction { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -346,19 +409,29 @@ async fn the_deadline_budget_travels_with_the_call() {
     let server = peer(&net, "server").await;
     server
         .define_with_context("budget", |ctx, (): ()| async move {
-            let left = ctx.deadline().expect("requests carry a deadline") - tokio::time::Instant::now();
+            let left =
+                ctx.deadline().expect("requests carry a deadline") - tokio::time::Instant::now();
             Ok(left.as_millis() as u64)
         })
         .unwrap();
     let client = client(&net, "client", "server").await;
     let opts = CallOptions::default().timeout(Duration::from_secs(5));
-    let left: u64 = client.call_with("server", "budget", &(), opts).await.unwrap();
-    assert!((4900..=5000).contains(&left), "the handler saw {left} ms left");
+    let left: u64 = client
+        .call_with("server", "budget", &(), opts)
+        .await
+        .unwrap();
+    assert!(
+        (4900..=5000).contains(&left),
+        "the handler saw {left} ms left"
+    );
 
     // The default timeout applies when the call sets none.
     client.set_timeout(Duration::from_secs(2));
     let left: u64 = client.call("server", "budget", &()).await.unwrap();
-    assert!((1900..=2000).contains(&left), "the handler saw {left} ms left");
+    assert!(
+        (1900..=2000).contains(&left),
+        "the handler saw {left} ms left"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -370,9 +443,15 @@ async fn unknown_peers_fail_with_no_such_peer_at_the_deadline() {
         Err(Error::NoSuchPeer { peer }) => assert_eq!(peer, "ghost"),
         other => panic!("expected NoSuchPeer, got {other:?}"),
     }
-    assert!(matches!(rpc.notify_with("ghost", "f", &(), opts).await, Err(Error::NoSuchPeer { .. })));
+    assert!(matches!(
+        rpc.notify_with("ghost", "f", &(), opts).await,
+        Err(Error::NoSuchPeer { .. })
+    ));
     let mut connecting = rpc.connect("mem://nobody").unwrap();
-    let err = connecting.established(Duration::from_secs(2)).await.unwrap_err();
+    let err = connecting
+        .established(Duration::from_secs(2))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not connected"), "{err}");
     assert!(matches!(rpc.connect("warp://x"), Err(Error::Transport(_))));
 }
@@ -392,8 +471,14 @@ async fn remote_shutdown_is_refused_unless_enabled() {
     client.shutdown_peer("server").await.unwrap();
     server.wait_for_shutdown().await;
     assert!(server.is_shut_down());
-    assert!(matches!(server.call::<()>("server", "x", &()).await, Err(Error::ShutDown)));
-    assert!(matches!(server.listen("mem://again").await, Err(Error::ShutDown)));
+    assert!(matches!(
+        server.call::<()>("server", "x", &()).await,
+        Err(Error::ShutDown)
+    ));
+    assert!(matches!(
+        server.listen("mem://again").await,
+        Err(Error::ShutDown)
+    ));
 }
 
 #[tokio::test]
@@ -409,13 +494,27 @@ async fn queues_end_when_the_engine_shuts_down() {
 async fn definitions_are_checked() {
     let rpc = Rpc::new();
     rpc.define("f", |(): ()| async { Ok(()) }).unwrap();
-    assert!(matches!(rpc.define("f", |(): ()| async { Ok(()) }), Err(Error::InvalidArgument(_))));
-    rpc.provider(3).define("f", |(): ()| async { Ok(()) }).unwrap();
-    assert!(matches!(rpc.define("__rpc.mine", |(): ()| async { Ok(()) }), Err(Error::InvalidArgument(_))));
-    assert!(matches!(rpc.define("", |(): ()| async { Ok(()) }), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        rpc.define("f", |(): ()| async { Ok(()) }),
+        Err(Error::InvalidArgument(_))
+    ));
+    rpc.provider(3)
+        .define("f", |(): ()| async { Ok(()) })
+        .unwrap();
+    assert!(matches!(
+        rpc.define("__rpc.mine", |(): ()| async { Ok(()) }),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        rpc.define("", |(): ()| async { Ok(()) }),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(rpc.undefine("f", 0));
     assert!(!rpc.undefine("f", 0));
-    assert!(matches!(rpc.call::<()>(&rpc.get_name(), "f", &()).await, Err(Error::NoSuchProvider { provider: 0, .. })));
+    assert!(matches!(
+        rpc.call::<()>(&rpc.get_name(), "f", &()).await,
+        Err(Error::NoSuchProvider { provider: 0, .. })
+    ));
 }
 
 #[tokio::test]
@@ -438,7 +537,12 @@ async fn debug_info_reports_peers_connections_and_counters() {
     let f = info.functions.iter().find(|f| f.name == "f").unwrap();
     assert_eq!((f.calls, f.errors, f.in_flight), (3, 0, 0));
     let text = info.to_string();
-    for needle in ["peer \"server\"", "client", "f[0]: 3 calls, 0 errors, 0 in flight", "mem://server"] {
+    for needle in [
+        "peer \"server\"",
+        "client",
+        "f[0]: 3 calls, 0 errors, 0 in flight",
+        "mem://server",
+    ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     assert_eq!(client.debug_info().connecting, vec!["mem://server"]);

@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use rpc_core::{MemNetwork, Rpc};
+use tracing::Subscriber;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::Subscriber;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::Layer;
 
 type Spans = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
@@ -55,7 +55,10 @@ fn calls_and_handlers_have_spans_with_peer_function_and_request_id() {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let net = MemNetwork::new();
         let server = Rpc::new();
@@ -84,5 +87,8 @@ fn calls_and_handlers_have_spans_with_peer_function_and_request_id() {
     assert_eq!(call["function"], "hello");
     assert_eq!(handle["peer"], "client");
     assert_eq!(handle["function"], "hello");
-    assert_eq!(call["request_id"], handle["request_id"], "both sides name the same request");
+    assert_eq!(
+        call["request_id"], handle["request_id"],
+        "both sides name the same request"
+    );
 }

@@ -35,7 +35,12 @@ const READY: &str = "host listening on ";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => both(),
         ["host", addr] => host(addr),
         ["client", addr] => client(addr),
@@ -63,7 +68,10 @@ fn both() -> anyhow::Result<()> {
     // Keep forwarding the host's diagnostics.
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("{l}")));
 
-    let client = Command::new(&me).args(["client", &addr]).status().context("running the client")?;
+    let client = Command::new(&me)
+        .args(["client", &addr])
+        .status()
+        .context("running the client")?;
     let host_status = host.wait().context("waiting for the host")?;
     if !client.success() || !host_status.success() {
         bail!("client: {client}, host: {host_status}");

@@ -12,14 +12,23 @@ fn demo_binary() -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    dir.join("examples").join(format!("demo{}", std::env::consts::EXE_SUFFIX))
+    dir.join("examples")
+        .join(format!("demo{}", std::env::consts::EXE_SUFFIX))
 }
 
 #[test]
 fn demo_prints_hello_world_then_42() {
     let bin = demo_binary();
-    assert!(bin.exists(), "{} is missing: cargo test builds examples", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo test builds examples",
+        bin.display()
+    );
     let out = Command::new(&bin).output().expect("run the demo");
-    assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n42\n");
 }

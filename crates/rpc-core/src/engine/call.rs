@@ -77,11 +77,15 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             Poll::Ready(Ok(frame)) => frame,
         };
         Poll::Ready(match frame.kind {
-            FrameKind::Response => body::decode(&frame.body, &frame.attachments).map_err(Error::from),
-            _ => Err(match body::decode::<WireError>(&frame.body, &frame.attachments) {
-                Ok(e) => e.into_error(&self.peer, &self.function, self.provider),
-                Err(e) => Error::Codec(e),
-            }),
+            FrameKind::Response => {
+                body::decode(&frame.body, &frame.attachments).map_err(Error::from)
+            }
+            _ => Err(
+                match body::decode::<WireError>(&frame.body, &frame.attachments) {
+                    Ok(e) => e.into_error(&self.peer, &self.function, self.provider),
+                    Err(e) => Error::Codec(e),
+                },
+            ),
         })
     }
 }
@@ -145,8 +149,13 @@ impl Rpc {
 
     /// Calls and hands the result to `callback`, which runs on the engine's
     /// runtime. Returns at once.
-    pub fn call_callback<R, F>(&self, peer: &str, function: &str, args: &(impl Serialize + ?Sized), callback: F)
-    where
+    pub fn call_callback<R, F>(
+        &self,
+        peer: &str,
+        function: &str,
+        args: &(impl Serialize + ?Sized),
+        callback: F,
+    ) where
         R: DeserializeOwned + Send + 'static,
         F: FnOnce(Result<R, Error>) + Send + 'static,
     {
@@ -158,7 +167,12 @@ impl Rpc {
     ///
     /// For plain threads (and blocking handlers): never call it from async
     /// code, where it would block the runtime; use [`call`](Self::call).
-    pub fn call_blocking<R>(&self, peer: &str, function: &str, args: &(impl Serialize + ?Sized)) -> Result<R, Error>
+    pub fn call_blocking<R>(
+        &self,
+        peer: &str,
+        function: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> Result<R, Error>
     where
         R: DeserializeOwned + Send + 'static,
     {
@@ -173,8 +187,14 @@ impl Rpc {
     /// Sends a one-way call: no response, no error from the callee. Returns
     /// once the frame is queued on a connection to `peer`, waiting for one
     /// up to the default timeout.
-    pub async fn notify(&self, peer: &str, function: &str, args: &(impl Serialize + ?Sized)) -> Result<(), Error> {
-        self.notify_with(peer, function, args, CallOptions::default()).await
+    pub async fn notify(
+        &self,
+        peer: &str,
+        function: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> Result<(), Error> {
+        self.notify_with(peer, function, args, CallOptions::default())
+            .await
     }
 
     /// Sends a one-way call with options.
@@ -223,7 +243,9 @@ async fn call_raw(
         return Err(Error::ShutDown);
     }
     if *peer == *inner.name() {
-        return call_local(inner, frame, deadline).await.ok_or_else(timed_out)?;
+        return call_local(inner, frame, deadline)
+            .await
+            .ok_or_else(timed_out)?;
     }
     let conn = wait_for_peer(inner, peer, deadline).await?;
     check_size(&conn, &frame)?;
@@ -272,7 +294,11 @@ impl Drop for CancelOnDrop<'_> {
 
 /// Runs a call to our own name through the same dispatch as remote calls.
 /// `None` when the deadline passes.
-async fn call_local(inner: &Arc<Inner>, mut frame: Frame, deadline: Instant) -> Option<Result<Frame, Error>> {
+async fn call_local(
+    inner: &Arc<Inner>,
+    mut frame: Frame,
+    deadline: Instant,
+) -> Option<Result<Frame, Error>> {
     let (tx, rx) = oneshot::channel();
     let token = inner.shutdown.child_token();
     let _cancel = token.clone().drop_guard();
@@ -288,7 +314,11 @@ async fn call_local(inner: &Arc<Inner>, mut frame: Frame, deadline: Instant) -> 
 }
 
 /// A live connection to `peer`, waiting for one until `deadline`.
-async fn wait_for_peer(inner: &Inner, peer: &str, deadline: Instant) -> Result<Arc<ConnHandle>, Error> {
+async fn wait_for_peer(
+    inner: &Inner,
+    peer: &str,
+    deadline: Instant,
+) -> Result<Arc<ConnHandle>, Error> {
     loop {
         let changed = inner.peer_changed.notified();
         tokio::pin!(changed);

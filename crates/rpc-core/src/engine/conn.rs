@@ -10,9 +10,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD, WireError};
-use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, error_frame, lock};
 use super::Inner;
+use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD, WireError};
+use super::handler::{
+    CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, error_frame, lock,
+};
 use crate::body;
 use crate::error::{Error, TransportError};
 use crate::pending::{ConnId, deadline_from_budget};
@@ -84,7 +86,9 @@ pub(crate) async fn run_connection(
         closed: CancellationToken::new(),
     });
     if let Err(reject) = inner.peers.register(handle.clone()) {
-        let _ = sink.send(control_frame(&Control::Reject(reject.clone()))).await;
+        let _ = sink
+            .send(control_frame(&Control::Reject(reject.clone())))
+            .await;
         let _ = sink.close().await;
         return Err(reject_error(reject));
     }
@@ -95,7 +99,8 @@ pub(crate) async fn run_connection(
     tracing::debug!(peer = %peer, conn = handle.id, ?direction, transport = handle.info.transport, "connection up");
 
     inner.tracker.spawn_on(
-        write_loop(sink, rx, handle.closed.clone()).instrument(tracing::debug_span!("rpc.writer", peer = %peer)),
+        write_loop(sink, rx, handle.closed.clone())
+            .instrument(tracing::debug_span!("rpc.writer", peer = %peer)),
         &inner.runtime,
     );
     let incoming: IncomingTable = Arc::new(Mutex::new(HashMap::new()));
@@ -123,7 +128,9 @@ pub(crate) async fn run_connection(
 fn reject_error(reject: Reject) -> Error {
     match reject {
         Reject::DuplicateName(name) => Error::DuplicateName { name },
-        Reject::Protocol(v) => Error::InvalidArgument(format!("peer speaks engine protocol {v}, we speak {ENGINE_PROTOCOL}")),
+        Reject::Protocol(v) => Error::InvalidArgument(format!(
+            "peer speaks engine protocol {v}, we speak {ENGINE_PROTOCOL}"
+        )),
         Reject::ShuttingDown => Error::ShutDown,
     }
 }
@@ -136,12 +143,22 @@ pub(crate) fn control_frame(c: &Control) -> Frame {
 }
 
 /// Exchanges hellos and checks the peer's.
-async fn handshake(inner: &Inner, sink: &mut dyn FrameSink, stream: &mut dyn FrameStream) -> Result<Hello, Error> {
+async fn handshake(
+    inner: &Inner,
+    sink: &mut dyn FrameSink,
+    stream: &mut dyn FrameStream,
+) -> Result<Hello, Error> {
     let mine = inner.hello();
-    sink.send(control_frame(&Control::Hello(mine.clone()))).await?;
+    sink.send(control_frame(&Control::Hello(mine.clone())))
+        .await?;
     let first = tokio::time::timeout(inner.config.handshake_timeout, stream.recv())
         .await
-        .map_err(|_| Error::Transport(TransportError::io("handshake", std::io::ErrorKind::TimedOut.into())))??;
+        .map_err(|_| {
+            Error::Transport(TransportError::io(
+                "handshake",
+                std::io::ErrorKind::TimedOut.into(),
+            ))
+        })??;
     let frame = first.ok_or(Error::Transport(TransportError::Closed))?;
     if frame.kind != FrameKind::Control {
         return Err(Error::Transport(TransportError::Backend(
@@ -163,7 +180,9 @@ async fn handshake(inner: &Inner, sink: &mut dyn FrameSink, stream: &mut dyn Fra
         None
     };
     if let Some(reject) = reject {
-        let _ = sink.send(control_frame(&Control::Reject(reject.clone()))).await;
+        let _ = sink
+            .send(control_frame(&Control::Reject(reject.clone())))
+            .await;
         return Err(reject_error(reject));
     }
     Ok(hello)
@@ -179,7 +198,12 @@ enum ReadEnd {
     Error,
 }
 
-async fn read_loop(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, stream: &mut dyn FrameStream, incoming: &IncomingTable) -> ReadEnd {
+async fn read_loop(
+    inner: &Arc<Inner>,
+    conn: &Arc<ConnHandle>,
+    stream: &mut dyn FrameStream,
+    incoming: &IncomingTable,
+) -> ReadEnd {
     loop {
         let next = tokio::select! {
             biased;
@@ -210,7 +234,9 @@ async fn read_loop(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, stream: &mut dyn 
             FrameKind::Control => match body::decode::<Control>(&frame.body, &frame.attachments) {
                 Ok(Control::Goodbye) => return ReadEnd::Goodbye,
                 Ok(Control::Reject(r)) => return ReadEnd::Rejected(r),
-                Ok(Control::Hello(_)) => tracing::warn!(peer = %conn.peer, "ignoring a second hello"),
+                Ok(Control::Hello(_)) => {
+                    tracing::warn!(peer = %conn.peer, "ignoring a second hello")
+                }
                 Err(e) => {
                     tracing::warn!(peer = %conn.peer, "closing connection: bad control frame: {e}");
                     return ReadEnd::Error;
@@ -226,14 +252,15 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
     } else {
         ReplyTo::Nobody
     };
-    if let Some(route) = &frame.route {
-        if *route.dst != *inner.name() {
-            // Relaying belongs to discovery; a bare engine only serves itself.
-            if let ReplyTo::Conn(c) = reply {
-                c.send(error_frame(frame.request_id, &WireError::NoSuchPeer(route.dst.to_string())));
-            }
-            return;
+    if let Some(route) = frame.route.as_ref().filter(|r| *r.dst != *inner.name()) {
+        // Relaying belongs to discovery; a bare engine only serves itself.
+        if let ReplyTo::Conn(c) = reply {
+            c.send(error_frame(
+                frame.request_id,
+                &WireError::NoSuchPeer(route.dst.to_string()),
+            ));
         }
+        return;
     }
     let token = inner.shutdown.child_token();
     let tracked = if frame.kind == FrameKind::Request {
@@ -246,7 +273,11 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
 }
 
 /// Moves frames from the queue to the sink, coalescing whatever is queued.
-async fn write_loop(mut sink: Box<dyn FrameSink>, mut rx: mpsc::UnboundedReceiver<Frame>, closed: CancellationToken) {
+async fn write_loop(
+    mut sink: Box<dyn FrameSink>,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+    closed: CancellationToken,
+) {
     let result: Result<(), TransportError> = async {
         loop {
             // Queued frames go out before a close takes effect, so an answer
@@ -328,7 +359,10 @@ pub(crate) async fn keep_connected(
 }
 
 /// Serves connections accepted by a listener until shutdown.
-pub(crate) async fn accept_loop(inner: Arc<Inner>, mut listener: Box<dyn crate::transport::Listener>) {
+pub(crate) async fn accept_loop(
+    inner: Arc<Inner>,
+    mut listener: Box<dyn crate::transport::Listener>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -339,7 +373,8 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, mut listener: Box<dyn crate::
                 let inner2 = inner.clone();
                 inner.tracker.spawn_on(
                     async move {
-                        if let Err(e) = run_connection(inner2, conn, Direction::Inbound, None).await {
+                        if let Err(e) = run_connection(inner2, conn, Direction::Inbound, None).await
+                        {
                             tracing::warn!("refused an inbound connection: {e}");
                         }
                     },

@@ -117,8 +117,14 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
     DebugInfo {
         name: inner.name().to_string(),
         transports,
-        listening: lock(&inner.listening).iter().map(ToString::to_string).collect(),
-        connecting: lock(&inner.connecting).iter().map(ToString::to_string).collect(),
+        listening: lock(&inner.listening)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        connecting: lock(&inner.connecting)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         peers,
         calls_in_flight: lock(&inner.pending).len(),
         functions,
@@ -128,16 +134,31 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
 
 impl fmt::Display for DebugInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "peer {:?}{}", self.name, if self.shut_down { " (shut down)" } else { "" })?;
+        writeln!(
+            f,
+            "peer {:?}{}",
+            self.name,
+            if self.shut_down { " (shut down)" } else { "" }
+        )?;
         writeln!(f, "  transports: {}", self.transports.join(", "))?;
         writeln!(f, "  listening:  {}", self.listening.join(", "))?;
         writeln!(f, "  connecting: {}", self.connecting.join(", "))?;
         writeln!(f, "  calls in flight: {}", self.calls_in_flight)?;
         writeln!(f, "  peers ({}):", self.peers.len())?;
         for p in &self.peers {
-            writeln!(f, "    {} (incarnation {:032x}), {} connection(s)", p.name, p.incarnation, p.connections.len())?;
+            writeln!(
+                f,
+                "    {} (incarnation {:032x}), {} connection(s)",
+                p.name,
+                p.incarnation,
+                p.connections.len()
+            )?;
             for c in &p.connections {
-                writeln!(f, "      {} {} -> {} up {:.1?}", c.transport, c.local, c.remote, c.age)?;
+                writeln!(
+                    f,
+                    "      {} {} -> {} up {:.1?}",
+                    c.transport, c.local, c.remote, c.age
+                )?;
             }
         }
         writeln!(f, "  functions ({}):", self.functions.len())?;

@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use super::control::RESERVED_PREFIX;
-use super::handler::{AsyncHandler, BlockingHandler, CallContext, Counters, DeferredHandler, Handler, HandlerError, QueueHandler, Responder};
+use super::handler::{
+    AsyncHandler, BlockingHandler, CallContext, Counters, DeferredHandler, Handler, HandlerError,
+    QueueHandler, Responder,
+};
 use super::queue::Queue;
 use super::{Registration, Rpc};
 use crate::error::Error;
@@ -95,7 +98,11 @@ impl Rpc {
 
     /// Removes a function. Returns whether it was defined.
     pub fn undefine(&self, name: &str, provider: u16) -> bool {
-        let mut registry = self.inner.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut registry = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(providers) = registry.get_mut(name) else {
             return false;
         };
@@ -140,7 +147,13 @@ impl Provider<'_> {
         R: Serialize + Send + 'static,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        self.register(name, Arc::new(AsyncHandler { f, _args: PhantomData }))
+        self.register(
+            name,
+            Arc::new(AsyncHandler {
+                f,
+                _args: PhantomData,
+            }),
+        )
     }
 
     /// Defines a blocking function. Calls run on tokio's blocking threads,
@@ -169,7 +182,13 @@ impl Provider<'_> {
         A: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
     {
-        self.register(name, Arc::new(DeferredHandler { f, _types: PhantomData }))
+        self.register(
+            name,
+            Arc::new(DeferredHandler {
+                f,
+                _types: PhantomData,
+            }),
+        )
     }
 
     /// Defines a queue: each call lands in the returned [`Queue`] as a
@@ -199,7 +218,12 @@ impl Provider<'_> {
                 "function names starting with {RESERVED_PREFIX:?} are reserved"
             )));
         }
-        let mut registry = self.rpc.inner.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut registry = self
+            .rpc
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let providers = registry.entry(Arc::from(name)).or_default();
         if providers.contains_key(&self.id) {
             return Err(Error::InvalidArgument(format!(

@@ -179,7 +179,9 @@ impl RawResponder {
                 frame.attachments = attachments;
                 self.send(frame, false);
             }
-            Err(e) => self.err(WireError::Handler(format!("the result could not be encoded: {e}"))),
+            Err(e) => self.err(WireError::Handler(format!(
+                "the result could not be encoded: {e}"
+            ))),
         }
     }
 
@@ -190,7 +192,10 @@ impl RawResponder {
     }
 
     /// Answers with the outcome of a handler.
-    pub(crate) fn finish<R: Serialize>(self, outcome: Result<Result<R, HandlerError>, Box<dyn Any + Send>>) {
+    pub(crate) fn finish<R: Serialize>(
+        self,
+        outcome: Result<Result<R, HandlerError>, Box<dyn Any + Send>>,
+    ) {
         match outcome {
             Ok(Ok(value)) => self.ok(&value),
             Ok(Err(e)) => self.err(WireError::Handler(e.message)),
@@ -303,7 +308,12 @@ impl IncomingCall {
 /// A registered function, type-erased.
 pub(crate) trait Handler: Send + Sync + 'static {
     /// Starts serving one call. Must not block.
-    fn call(&self, call: IncomingCall, rt: &tokio::runtime::Handle, tracker: &tokio_util::task::TaskTracker);
+    fn call(
+        &self,
+        call: IncomingCall,
+        rt: &tokio::runtime::Handle,
+        tracker: &tokio_util::task::TaskTracker,
+    );
 }
 
 /// Runs an async handler: once inline (most handlers finish at once, and
@@ -320,7 +330,12 @@ where
     R: Serialize + Send + 'static,
     Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
 {
-    fn call(&self, call: IncomingCall, rt: &tokio::runtime::Handle, tracker: &tokio_util::task::TaskTracker) {
+    fn call(
+        &self,
+        call: IncomingCall,
+        rt: &tokio::runtime::Handle,
+        tracker: &tokio_util::task::TaskTracker,
+    ) {
         let Some((ctx, args, responder)) = call.decode::<A>() else {
             return;
         };
@@ -374,7 +389,12 @@ where
     A: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    fn call(&self, call: IncomingCall, rt: &tokio::runtime::Handle, tracker: &tokio_util::task::TaskTracker) {
+    fn call(
+        &self,
+        call: IncomingCall,
+        rt: &tokio::runtime::Handle,
+        tracker: &tokio_util::task::TaskTracker,
+    ) {
         let Some((ctx, args, responder)) = call.decode::<A>() else {
             return;
         };
@@ -471,14 +491,20 @@ where
     A: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    fn call(&self, call: IncomingCall, _rt: &tokio::runtime::Handle, _tracker: &tokio_util::task::TaskTracker) {
+    fn call(
+        &self,
+        call: IncomingCall,
+        _rt: &tokio::runtime::Handle,
+        _tracker: &tokio_util::task::TaskTracker,
+    ) {
         let Some((ctx, args, raw)) = call.decode::<A>() else {
             return;
         };
         // A panic inside `f` drops the responder during unwinding, which
         // answers the caller with an error.
         let responder = Responder::new(raw, ctx);
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.f)(responder, args))) {
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| (self.f)(responder, args)))
+        {
             tracing::warn!("deferred handler panicked: {}", panic_message(&*panic));
         }
     }
@@ -494,18 +520,29 @@ where
     A: DeserializeOwned + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    fn call(&self, call: IncomingCall, _rt: &tokio::runtime::Handle, _tracker: &tokio_util::task::TaskTracker) {
+    fn call(
+        &self,
+        call: IncomingCall,
+        _rt: &tokio::runtime::Handle,
+        _tracker: &tokio_util::task::TaskTracker,
+    ) {
         let Some((ctx, args, raw)) = call.decode::<A>() else {
             return;
         };
         let item = (Responder::new(raw, ctx), args);
         match self.tx.try_send(item) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full((responder, _))) => responder.raw.err(WireError::Overloaded(
-                format!("queue {:?} is full ({} calls)", responder.ctx.function, self.tx.max_capacity()),
-            )),
+            Err(mpsc::error::TrySendError::Full((responder, _))) => {
+                responder.raw.err(WireError::Overloaded(format!(
+                    "queue {:?} is full ({} calls)",
+                    responder.ctx.function,
+                    self.tx.max_capacity()
+                )))
+            }
             Err(mpsc::error::TrySendError::Closed((responder, _))) => {
-                responder.raw.err(WireError::Handler("the queue was dropped".into()));
+                responder
+                    .raw
+                    .err(WireError::Handler("the queue was dropped".into()));
             }
         }
     }

@@ -185,7 +185,11 @@ impl Rpc {
                 "set_name must be called before listen or connect".into(),
             ));
         }
-        *self.inner.name.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::from(name);
+        *self
+            .inner
+            .name
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::from(name);
         Ok(())
     }
 
@@ -197,7 +201,9 @@ impl Rpc {
 
     /// Sets the default timeout of calls made from now on.
     pub fn set_timeout(&self, timeout: Duration) {
-        self.inner.timeout_nanos.store(duration_nanos(timeout), Ordering::Relaxed);
+        self.inner
+            .timeout_nanos
+            .store(duration_nanos(timeout), Ordering::Relaxed);
     }
 
     /// The default timeout of calls.
@@ -229,7 +235,8 @@ impl Rpc {
         let listener = transport.listen(&addr, &self.inner.conn_options()).await?;
         let bound = listener.local_addr().clone();
         lock(&self.inner.listening).push(bound.clone());
-        self.inner.spawn(conn::accept_loop(self.inner.clone(), listener));
+        self.inner
+            .spawn(conn::accept_loop(self.inner.clone(), listener));
         tracing::info!(name = %self.inner.name(), addr = %bound, "listening");
         Ok(bound)
     }
@@ -258,7 +265,8 @@ impl Rpc {
                 };
             });
         });
-        self.inner.spawn(conn::keep_connected(self.inner.clone(), addr, report));
+        self.inner
+            .spawn(conn::keep_connected(self.inner.clone(), addr, report));
         Ok(Connecting { rx })
     }
 
@@ -270,7 +278,8 @@ impl Rpc {
     /// Asks `peer` to shut down. Fails with [`Error::Refused`] unless the
     /// peer enabled remote shutdown.
     pub async fn shutdown_peer(&self, peer: &str) -> Result<(), Error> {
-        self.call_with(peer, control::SHUTDOWN_METHOD, &(), CallOptions::default()).await
+        self.call_with(peer, control::SHUTDOWN_METHOD, &(), CallOptions::default())
+            .await
     }
 
     /// Starts shutting down: stops listening, closes connections, fails
@@ -307,7 +316,9 @@ impl Default for Rpc {
 
 impl std::fmt::Debug for Rpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rpc").field("name", &self.inner.name()).finish_non_exhaustive()
+        f.debug_struct("Rpc")
+            .field("name", &self.inner.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -330,28 +341,27 @@ impl Connecting {
     /// `timeout` with the last connection error.
     pub async fn established(&mut self, timeout: Duration) -> Result<String, Error> {
         let waited = {
-            let wait = self.rx.wait_for(|s| !matches!(s, ConnectStatus::Pending(_)));
+            let wait = self
+                .rx
+                .wait_for(|s| !matches!(s, ConnectStatus::Pending(_)));
             match tokio::time::timeout(timeout, wait).await {
-                Ok(Ok(s)) => Ok(s.clone()),
+                Ok(Ok(s)) => Some(s.clone()),
                 Ok(Err(_)) => return Err(Error::ShutDown),
-                Err(elapsed) => Err(elapsed),
+                Err(_) => None,
             }
         };
-        let status = match waited {
-            Ok(status) => status,
-            Err(_) => {
-                let last = match &*self.rx.borrow() {
-                    ConnectStatus::Pending(Some(e)) => format!(": {e}"),
-                    _ => String::new(),
-                };
-                return Err(Error::Transport(TransportError::io(
-                    "connect",
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("not connected after {timeout:?}{last}"),
-                    ),
-                )));
-            }
+        let Some(status) = waited else {
+            let last = match &*self.rx.borrow() {
+                ConnectStatus::Pending(Some(e)) => format!(": {e}"),
+                _ => String::new(),
+            };
+            return Err(Error::Transport(TransportError::io(
+                "connect",
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("not connected after {timeout:?}{last}"),
+                ),
+            )));
         };
         match status {
             ConnectStatus::Up(name) => Ok(name),
@@ -363,7 +373,10 @@ impl Connecting {
 
 impl Inner {
     pub(crate) fn name(&self) -> Arc<str> {
-        self.name.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn start(&self) -> Result<(), Error> {
@@ -401,7 +414,10 @@ impl Inner {
             name: self.name().to_string(),
             incarnation: self.incarnation,
             max_frame_len: self.config.max_frame_len,
-            listen: lock(&self.listening).iter().map(ToString::to_string).collect(),
+            listen: lock(&self.listening)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 
@@ -435,7 +451,10 @@ impl Inner {
             let _ = waiter.send(Err(Error::ShutDown));
         }
         // Dropping the handlers closes every queue, so their owners see the end.
-        self.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         self.peer_changed.notify_waiters();
         if let Some(rt) = lock(&self.owned_runtime).take() {
             // The runtime may be dropped from one of its own threads, where a
@@ -489,9 +508,15 @@ impl Inner {
     }
 
     fn lookup(&self, method: &str, provider: u16) -> Result<Registration, WireError> {
-        let registry = self.registry.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registry = self
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let providers = registry.get(method).ok_or(WireError::NoSuchFunction)?;
-        providers.get(&provider).cloned().ok_or(WireError::NoSuchProvider)
+        providers
+            .get(&provider)
+            .cloned()
+            .ok_or(WireError::NoSuchProvider)
     }
 
     /// The built-in handler of remote shutdown requests.
@@ -507,7 +532,9 @@ impl Inner {
                     responder.ok(());
                     inner.begin_shutdown();
                 } else {
-                    responder.raw_err(WireError::Refused("remote shutdown (not enabled on this peer)".into()));
+                    responder.raw_err(WireError::Refused(
+                        "remote shutdown (not enabled on this peer)".into(),
+                    ));
                 }
             },
             _types: std::marker::PhantomData,

@@ -31,11 +31,14 @@ impl Peers {
     /// name.
     pub(crate) fn register(&self, conn: Arc<ConnHandle>) -> Result<(), Reject> {
         let mut inner = lock(&self.inner);
-        let entry = inner.by_name.entry(conn.peer.clone()).or_insert_with(|| PeerEntry {
-            incarnation: conn.incarnation,
-            conns: Vec::new(),
-            next: 0,
-        });
+        let entry = inner
+            .by_name
+            .entry(conn.peer.clone())
+            .or_insert_with(|| PeerEntry {
+                incarnation: conn.incarnation,
+                conns: Vec::new(),
+                next: 0,
+            });
         entry.conns.retain(|c| !c.is_closed());
         if entry.incarnation != conn.incarnation {
             if !entry.conns.is_empty() {
@@ -79,7 +82,13 @@ impl Peers {
         let mut v: Vec<_> = inner
             .by_name
             .iter()
-            .map(|(n, e)| (n.clone(), e.incarnation, e.conns.iter().filter(|c| !c.is_closed()).cloned().collect()))
+            .map(|(n, e)| {
+                (
+                    n.clone(),
+                    e.incarnation,
+                    e.conns.iter().filter(|c| !c.is_closed()).cloned().collect(),
+                )
+            })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

@@ -63,6 +63,9 @@ impl<A, R> Queue<A, R> {
 
 impl<A, R> fmt::Debug for Queue<A, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue").field("name", &self.name).field("waiting", &self.rx.len()).finish()
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .field("waiting", &self.rx.len())
+            .finish()
     }
 }

@@ -49,11 +49,23 @@ pub async fn fixture(h: &Arc<dyn Harness>, server_config: Config) -> Fixture {
     let server = Rpc::with_config(server_config);
     server.set_name("server").expect("valid name");
     server.add_transport_arc(h.transport());
-    server.define("empty", |(): ()| async { Ok(()) }).expect("define");
-    server.define("echo", |b: Blob| async move { Ok(b) }).expect("define");
-    server.define("add", |(a, b): (u64, u64)| async move { Ok(a + b) }).expect("define");
-    server.provider(1).define("who", |(): ()| async { Ok(1u16) }).expect("define");
-    server.provider(2).define("who", |(): ()| async { Ok(2u16) }).expect("define");
+    server
+        .define("empty", |(): ()| async { Ok(()) })
+        .expect("define");
+    server
+        .define("echo", |b: Blob| async move { Ok(b) })
+        .expect("define");
+    server
+        .define("add", |(a, b): (u64, u64)| async move { Ok(a + b) })
+        .expect("define");
+    server
+        .provider(1)
+        .define("who", |(): ()| async { Ok(1u16) })
+        .expect("define");
+    server
+        .provider(2)
+        .define("who", |(): ()| async { Ok(2u16) })
+        .expect("define");
     let (started_tx, started) = mpsc::unbounded_channel();
     let (cancelled_tx, cancelled) = mpsc::unbounded_channel();
     server
@@ -99,16 +111,26 @@ pub async fn fixture(h: &Arc<dyn Harness>, server_config: Config) -> Fixture {
 /// A call with no arguments and no result.
 pub async fn empty_call(h: Arc<dyn Harness>) {
     let f = fixture(&h, Config::default()).await;
-    f.client.call::<()>("server", "empty", &()).await.expect("empty call");
+    f.client
+        .call::<()>("server", "empty", &())
+        .await
+        .expect("empty call");
 }
 
 /// An 8 MiB argument and result arrive intact.
 pub async fn large_call_8mib(h: Arc<dyn Harness>) {
     let f = fixture(&h, Config::default()).await;
     let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let back: Blob = f.client.call("server", "echo", &Blob::from(data.clone())).await.expect("8 MiB echo");
+    let back: Blob = f
+        .client
+        .call("server", "echo", &Blob::from(data.clone()))
+        .await
+        .expect("8 MiB echo");
     assert_eq!(back.len(), data.len());
-    assert!(back.as_ref() == data.as_slice(), "8 MiB echo came back changed");
+    assert!(
+        back.as_ref() == data.as_slice(),
+        "8 MiB echo came back changed"
+    );
 }
 
 /// An unknown function is an error naming it.
@@ -119,7 +141,10 @@ pub async fn unknown_function(h: Arc<dyn Harness>) {
             peer,
             function,
             provider,
-        }) => assert_eq!((peer.as_str(), function.as_str(), provider), ("server", "nope", 0)),
+        }) => assert_eq!(
+            (peer.as_str(), function.as_str(), provider),
+            ("server", "nope", 0)
+        ),
         other => panic!("expected NoSuchFunction, got {other:?}"),
     }
 }
@@ -135,8 +160,14 @@ pub async fn unknown_provider(h: Arc<dyn Harness>) {
             .expect("known provider");
         assert_eq!(got, id);
     }
-    match f.client.call_with::<u16>("server", "who", &(), CallOptions::default().provider(7)).await {
-        Err(Error::NoSuchProvider { function, provider, .. }) => assert_eq!((function.as_str(), provider), ("who", 7)),
+    match f
+        .client
+        .call_with::<u16>("server", "who", &(), CallOptions::default().provider(7))
+        .await
+    {
+        Err(Error::NoSuchProvider {
+            function, provider, ..
+        }) => assert_eq!((function.as_str(), provider), ("who", 7)),
         other => panic!("expected NoSuchProvider, got {other:?}"),
     }
 }
@@ -146,23 +177,43 @@ pub async fn unknown_provider(h: Arc<dyn Harness>) {
 pub async fn timeout(h: Arc<dyn Harness>) {
     let mut f = fixture(&h, Config::default()).await;
     let opts = CallOptions::default().timeout(Duration::from_millis(200));
-    match f.client.call_with::<()>("server", "wait", &1u64, opts).await {
+    match f
+        .client
+        .call_with::<()>("server", "wait", &1u64, opts)
+        .await
+    {
         Err(Error::Timeout { function, .. }) => assert_eq!(function, "wait"),
         other => panic!("expected Timeout, got {other:?}"),
     }
-    assert_eq!(f.cancelled.recv().await, Some(1), "the handler is cancelled after the timeout");
+    assert_eq!(
+        f.cancelled.recv().await,
+        Some(1),
+        "the handler is cancelled after the timeout"
+    );
 }
 
 /// Dropping a call's future cancels the remote handler.
 pub async fn cancel_reaches_handler(h: Arc<dyn Harness>) {
     let mut f = fixture(&h, Config::default()).await;
-    let call = f.client.call_with::<()>("server", "wait", &7u64, CallOptions::default().timeout(LONG));
+    let call = f.client.call_with::<()>(
+        "server",
+        "wait",
+        &7u64,
+        CallOptions::default().timeout(LONG),
+    );
     let task = tokio::spawn(call);
     assert_eq!(f.started.recv().await, Some(7));
     task.abort();
-    assert_eq!(f.cancelled.recv().await, Some(7), "the handler observes the cancel");
+    assert_eq!(
+        f.cancelled.recv().await,
+        Some(7),
+        "the handler observes the cancel"
+    );
     let info = f.client.debug_info();
-    assert_eq!(info.calls_in_flight, 0, "a cancelled call leaves no pending entry");
+    assert_eq!(
+        info.calls_in_flight, 0,
+        "a cancelled call leaves no pending entry"
+    );
 }
 
 /// One-way calls arrive and get no answer.
@@ -176,8 +227,14 @@ pub async fn one_way(h: Arc<dyn Harness>) {
     }
     // A one-way call to an unknown function is dropped by the callee
     // without an answer; the connection stays usable.
-    f.client.notify("server", "nope", &1u64).await.expect("notify unknown");
-    f.client.call::<()>("server", "empty", &()).await.expect("still usable");
+    f.client
+        .notify("server", "nope", &1u64)
+        .await
+        .expect("notify unknown");
+    f.client
+        .call::<()>("server", "empty", &())
+        .await
+        .expect("still usable");
     assert_eq!(f.client.debug_info().calls_in_flight, 0);
 }
 
@@ -195,8 +252,10 @@ pub async fn concurrent_calls_do_not_cross(h: Arc<dyn Harness>) {
 /// A call larger than the callee's frame limit fails with `FrameTooLarge`
 /// before it is sent, and the connection stays usable.
 pub async fn oversized_call_rejected_before_sending(h: Arc<dyn Harness>) {
-    let mut config = Config::default();
-    config.max_frame_len = 1 << 20;
+    let config = Config {
+        max_frame_len: 1 << 20,
+        ..Config::default()
+    };
     let f = fixture(&h, config).await;
     let big = Blob::from(vec![1u8; 2 << 20]);
     match f.client.call::<Blob>("server", "echo", &big).await {
@@ -206,7 +265,11 @@ pub async fn oversized_call_rejected_before_sending(h: Arc<dyn Harness>) {
         }
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
-    let small: Blob = f.client.call("server", "echo", &Blob::from(vec![2u8; 1000])).await.expect("small call");
+    let small: Blob = f
+        .client
+        .call("server", "echo", &Blob::from(vec![2u8; 1000]))
+        .await
+        .expect("small call");
     assert_eq!(small.len(), 1000);
 }
 
@@ -217,9 +280,15 @@ pub async fn oversized_frame_closes_only_that_connection(h: Arc<dyn Harness>) {
     let small = ConnOptions::with_max_frame_len(1 << 20);
     let big = ConnOptions::with_max_frame_len(64 << 20);
     let mut listener = t.listen(&addr(&h), &small).await.expect("listen");
-    let a = t.connect(listener.local_addr(), &big).await.expect("connect a");
+    let a = t
+        .connect(listener.local_addr(), &big)
+        .await
+        .expect("connect a");
     let a_server = listener.accept().await.expect("accept a");
-    let b = t.connect(listener.local_addr(), &big).await.expect("connect b");
+    let b = t
+        .connect(listener.local_addr(), &big)
+        .await
+        .expect("connect b");
     let b_server = listener.accept().await.expect("accept b");
     let (mut a_tx, _a_rx) = a.split();
     let (_as_tx, mut as_rx) = a_server.split();
@@ -233,7 +302,9 @@ pub async fn oversized_frame_closes_only_that_connection(h: Arc<dyn Harness>) {
     let _ = a_tx.send(frame).await;
     match as_rx.recv().await {
         Err(TransportError::FrameTooLarge { max, .. }) => assert_eq!(max, 1 << 20),
-        Err(TransportError::Codec(crate::CodecError::FrameTooLarge { max, .. })) => assert_eq!(max, 1 << 20),
+        Err(TransportError::Codec(crate::CodecError::FrameTooLarge { max, .. })) => {
+            assert_eq!(max, 1 << 20)
+        }
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
     let mut ok = Frame::new(FrameKind::OneWay, 2);
@@ -269,13 +340,23 @@ pub async fn frames_in_order_then_clean_close(h: Arc<dyn Harness>) {
     let t = h.transport();
     let opts = ConnOptions::default();
     let mut listener = t.listen(&addr(&h), &opts).await.expect("listen");
-    let client = t.connect(listener.local_addr(), &opts).await.expect("connect");
+    let client = t
+        .connect(listener.local_addr(), &opts)
+        .await
+        .expect("connect");
     let server = listener.accept().await.expect("accept");
     let (mut tx, _rx) = client.split();
     let (_stx, mut rx) = server.split();
     let sender = tokio::spawn(async move {
         for i in 0..1000u64 {
-            let mut f = Frame::new(if i % 2 == 0 { FrameKind::Request } else { FrameKind::Response }, i);
+            let mut f = Frame::new(
+                if i % 2 == 0 {
+                    FrameKind::Request
+                } else {
+                    FrameKind::Response
+                },
+                i,
+            );
             if i % 2 == 0 {
                 f.method = Some(Arc::from(format!("m{}", i % 7)));
                 f.deadline = Some(Duration::from_micros(i));
@@ -289,7 +370,11 @@ pub async fn frames_in_order_then_clean_close(h: Arc<dyn Harness>) {
         tx.close().await.expect("close");
     });
     for i in 0..1000u64 {
-        let f = rx.recv().await.expect("recv").expect("a frame, not the end");
+        let f = rx
+            .recv()
+            .await
+            .expect("recv")
+            .expect("a frame, not the end");
         assert_eq!(f.request_id, i);
         assert_eq!(f.body.as_ref(), i.to_le_bytes());
         if i % 2 == 0 {
@@ -306,7 +391,10 @@ pub async fn attachments_intact(h: Arc<dyn Harness>) {
     let t = h.transport();
     let opts = ConnOptions::default();
     let mut listener = t.listen(&addr(&h), &opts).await.expect("listen");
-    let client = t.connect(listener.local_addr(), &opts).await.expect("connect");
+    let client = t
+        .connect(listener.local_addr(), &opts)
+        .await
+        .expect("connect");
     let server = listener.accept().await.expect("accept");
     let (mut tx, _rx) = client.split();
     let (_stx, mut rx) = server.split();
@@ -315,7 +403,11 @@ pub async fn attachments_intact(h: Arc<dyn Harness>) {
     f.attachments = vec![
         Bytes::new(),
         Bytes::from(vec![7u8; 100 << 10]),
-        Bytes::from((0..3 << 20).map(|i: u32| (i % 253) as u8).collect::<Vec<u8>>()),
+        Bytes::from(
+            (0..3 << 20)
+                .map(|i: u32| (i % 253) as u8)
+                .collect::<Vec<u8>>(),
+        ),
         Bytes::from_static(b"x"),
     ];
     let expected = f.clone();
@@ -331,8 +423,15 @@ pub async fn listener_reports_bound_address(h: Arc<dyn Harness>) {
     let mut listener = t.listen(&addr(&h), &opts).await.expect("listen");
     let bound = listener.local_addr().clone();
     assert_eq!(bound.scheme(), t.scheme());
-    assert_ne!(bound.to_string(), h.listen_addr(), "the wildcard endpoint is resolved");
-    let client = t.connect(&bound, &opts).await.expect("connect to the reported address");
+    assert_ne!(
+        bound.to_string(),
+        h.listen_addr(),
+        "the wildcard endpoint is resolved"
+    );
+    let client = t
+        .connect(&bound, &opts)
+        .await
+        .expect("connect to the reported address");
     let server = listener.accept().await.expect("accept");
     assert_eq!(client.info().transport, t.scheme());
     assert_eq!(server.info().transport, t.scheme());

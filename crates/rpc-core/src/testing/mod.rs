@@ -3,8 +3,10 @@
 //! Every [`Transport`] runs the same cases, so that transports cannot differ
 //! in semantics. A transport crate adds one file, `tests/conformance.rs`:
 //!
-//! ```ignore
-//! rpc_core::conformance_tests!(my_crate::MyHarness::new());
+//! ```no_run
+//! // In a transport crate, `MyHarness` instead of the in-memory one.
+//! rpc_core::conformance_tests!(rpc_core::testing::MemHarness::new());
+//! # fn main() {}
 //! ```
 //!
 //! which expands to one `#[test]` per case in [`cases`]. The harness says how
@@ -75,7 +77,10 @@ where
         .expect("a test runtime starts");
     let harness: Arc<dyn Harness> = Arc::new(harness);
     rt.block_on(async {
-        if tokio::time::timeout(CASE_WATCHDOG, case(harness)).await.is_err() {
+        if tokio::time::timeout(CASE_WATCHDOG, case(harness))
+            .await
+            .is_err()
+        {
             panic!("conformance case hung for {CASE_WATCHDOG:?}");
         }
     });

@@ -33,7 +33,9 @@ impl Address {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
         {
-            return Err(invalid("the scheme must be lowercase letters, digits or +-."));
+            return Err(invalid(
+                "the scheme must be lowercase letters, digits or +-.",
+            ));
         }
         if rest.is_empty() {
             return Err(invalid("nothing follows the scheme"));

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Address, ConnInfo, ConnOptions, Connection, FrameSink, FrameStream, Listener, Transport};
+use super::{
+    Address, ConnInfo, ConnOptions, Connection, FrameSink, FrameStream, Listener, Transport,
+};
 use crate::error::TransportError;
 use crate::wire::Frame;
 
@@ -76,7 +78,10 @@ impl Transport for MemTransport {
     ) -> Result<Box<dyn Listener>, TransportError> {
         check_scheme(addr)?;
         let name = match addr.rest() {
-            "0" => format!("auto-{}", self.net.inner.next_id.fetch_add(1, Ordering::Relaxed)),
+            "0" => format!(
+                "auto-{}",
+                self.net.inner.next_id.fetch_add(1, Ordering::Relaxed)
+            ),
             name => name.to_owned(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
@@ -86,7 +91,10 @@ impl Transport for MemTransport {
             if listeners.get(&name).is_some_and(|(_, l)| !l.is_closed()) {
                 return Err(TransportError::io(
                     "bind",
-                    std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("mem://{name} is in use")),
+                    std::io::Error::new(
+                        std::io::ErrorKind::AddrInUse,
+                        format!("mem://{name} is in use"),
+                    ),
                 ));
             }
             listeners.insert(name.clone(), (id, tx));
@@ -110,7 +118,10 @@ impl Transport for MemTransport {
         let refused = || {
             TransportError::io(
                 "connect",
-                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("nobody listens on {addr}")),
+                std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    format!("nobody listens on {addr}"),
+                ),
             )
         };
         let listener = lock(&self.net.inner.listeners)
@@ -190,7 +201,10 @@ impl Drop for MemListener {
     fn drop(&mut self) {
         let mut listeners = lock(&self.net.inner.listeners);
         // Remove the entry only if it is still ours, not a newer listener's.
-        if listeners.get(&self.name).is_some_and(|(id, _)| *id == self.id) {
+        if listeners
+            .get(&self.name)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
             listeners.remove(&self.name);
         }
     }

@@ -166,10 +166,7 @@ impl Frame {
     /// which is the most it can take.
     pub fn wire_len(&self) -> u64 {
         let names = self.method.as_ref().map_or(0, |m| m.len())
-            + self
-                .route
-                .as_ref()
-                .map_or(0, |r| r.src.len() + r.dst.len());
+            + self.route.as_ref().map_or(0, |r| r.src.len() + r.dst.len());
         let atts: u64 = self.attachments.iter().map(|a| a.len() as u64).sum();
         (HEADER_LEN + names + 8 * self.attachments.len()) as u64 + self.body.len() as u64 + atts
     }
