@@ -35,7 +35,7 @@ pub mod wire;
 
 pub use body::Blob;
 pub use engine::{
-    CallContext, CallFuture, CallOptions, Config, Connecting, ConnectionDebug, DebugInfo,
+    CallContext, CallFuture, CallOptions, Canceller, Config, Connecting, ConnectionDebug, DebugInfo,
     FunctionDebug, HandlerError, PeerDebug, Provider, Queue, Responder, Rpc,
 };
 pub use error::{CodecError, Error, TransportError};

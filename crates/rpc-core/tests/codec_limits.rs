@@ -178,3 +178,24 @@ fn a_frame_within_the_limit_is_sized_exactly() {
     buf.extend_from_slice(&full[HEADER_LEN + 8..]);
     assert_eq!(codec.decode(&mut buf).unwrap(), Some(f));
 }
+
+#[test]
+fn a_body_length_of_u64_max_is_rejected_without_allocating() {
+    // A varint length prefix of u64::MAX (marker 0xff, then 8 bytes), as a
+    // `Vec<u8>`, a `String` and a `Vec<u64>` would read it.
+    let mut body = vec![0xffu8];
+    body.extend_from_slice(&u64::MAX.to_le_bytes());
+    body.extend_from_slice(&[7; 32]);
+    let (bytes, allocated) = allocated_by(|| rpc_core::body::decode::<Vec<u8>>(&body, &[]));
+    assert!(
+        matches!(bytes, Err(rpc_core::CodecError::Body(_))),
+        "{bytes:?}"
+    );
+    assert!(allocated < 64 << 10, "decoding allocated {allocated} bytes");
+    let (string, allocated) = allocated_by(|| rpc_core::body::decode::<String>(&body, &[]));
+    assert!(string.is_err());
+    assert!(allocated < 64 << 10, "decoding allocated {allocated} bytes");
+    let (seq, allocated) = allocated_by(|| rpc_core::body::decode::<Vec<u64>>(&body, &[]));
+    assert!(seq.is_err());
+    assert!(allocated < 64 << 10, "decoding allocated {allocated} bytes");
+}

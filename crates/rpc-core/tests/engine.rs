@@ -547,3 +547,62 @@ async fn debug_info_reports_peers_connections_and_counters() {
     }
     assert_eq!(client.debug_info().connecting, vec!["mem://server"]);
 }
+
+#[tokio::test]
+async fn a_canceller_fails_its_calls_with_cancelled_and_stops_the_handlers() {
+    let net = MemNetwork::new();
+    let server = peer(&net, "server").await;
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel();
+    server
+        .define_with_context("wait", move |ctx, id: u32| {
+            let _ = started_tx.send(id);
+            // Reports when the handler ends, whether it returns or is dropped.
+            let guard = OnDrop(Some(stopped_tx.clone()), id);
+            async move {
+                let _guard = guard;
+                ctx.cancelled().await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    let client = client(&net, "client", "server").await;
+    let canceller = rpc_core::Canceller::new();
+    let calls: Vec<_> = (0..3u32)
+        .map(|i| {
+            let opts = CallOptions::default().timeout(LONG).cancel_with(&canceller);
+            tokio::spawn(client.call_with::<()>("server", "wait", &i, opts))
+        })
+        .collect();
+    for _ in 0..3 {
+        started.recv().await.unwrap();
+    }
+    canceller.cancel();
+    for call in calls {
+        assert!(matches!(call.await.unwrap(), Err(Error::Cancelled)));
+    }
+    let mut ended: Vec<u32> = Vec::new();
+    for _ in 0..3 {
+        ended.push(stopped.recv().await.unwrap());
+    }
+    ended.sort_unstable();
+    assert_eq!(ended, vec![0, 1, 2], "every handler was told to stop");
+    assert!(canceller.is_cancelled());
+    assert_eq!(client.debug_info().calls_in_flight, 0);
+    // A call given a canceller that already fired fails at once.
+    let opts = CallOptions::default().cancel_with(&canceller);
+    assert!(matches!(
+        client.call_with::<()>("server", "wait", &9u32, opts).await,
+        Err(Error::Cancelled)
+    ));
+}
+
+struct OnDrop(Option<mpsc::UnboundedSender<u32>>, u32);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(self.1);
+        }
+    }
+}

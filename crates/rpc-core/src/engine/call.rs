@@ -35,6 +35,7 @@ use crate::wire::{Frame, FrameKind};
 pub struct CallOptions {
     provider: u16,
     timeout: Option<Duration>,
+    canceller: Option<Canceller>,
 }
 
 impl CallOptions {
@@ -49,6 +50,41 @@ impl CallOptions {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Lets `canceller` cancel the call: once it fires, the call fails with
+    /// [`Error::Cancelled`] and the callee is told to stop. One canceller can
+    /// serve many calls.
+    pub fn cancel_with(mut self, canceller: &Canceller) -> Self {
+        self.canceller = Some(canceller.clone());
+        self
+    }
+}
+
+/// Cancels the calls it was given to with [`CallOptions::cancel_with`].
+///
+/// Dropping a call's future also cancels it; a `Canceller` is for cancelling
+/// from elsewhere (another task, a user's "stop" button), or many calls at
+/// once.
+#[derive(Clone, Debug, Default)]
+pub struct Canceller {
+    token: tokio_util::sync::CancellationToken,
+}
+
+impl Canceller {
+    /// A canceller that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels every call given this canceller, now and later.
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
     }
 }
 
@@ -129,6 +165,7 @@ impl Rpc {
         let deadline = Instant::now() + timeout;
         let span = tracing::debug_span!("rpc.call", peer = %peer, function = %function, request_id = tracing::field::Empty);
         let (p, f, provider) = (peer.clone(), function.clone(), opts.provider);
+        let cancelled = opts.canceller.map(|c| c.token);
         let fut = async move {
             let (body, attachments) = encoded?;
             let mut frame = Frame::new(FrameKind::Request, 0);
@@ -136,7 +173,16 @@ impl Rpc {
             frame.method = Some(f.clone());
             frame.body = body;
             frame.attachments = attachments;
-            call_raw(&inner, &p, &f, frame, deadline, timeout).await
+            let call = call_raw(&inner, &p, &f, frame, deadline, timeout);
+            match cancelled {
+                None => call.await,
+                // Dropping the call sends the cancel to the callee.
+                Some(token) => tokio::select! {
+                    biased;
+                    () = token.cancelled() => Err(Error::Cancelled),
+                    answer = call => answer,
+                },
+            }
         };
         CallFuture {
             fut: Box::pin(fut.instrument(span)),

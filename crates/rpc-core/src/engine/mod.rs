@@ -32,7 +32,7 @@ use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use call::{CallFuture, CallOptions};
+pub use call::{CallFuture, CallOptions, Canceller};
 pub use config::Config;
 pub use debug::{ConnectionDebug, DebugInfo, FunctionDebug, PeerDebug};
 pub use define::Provider;

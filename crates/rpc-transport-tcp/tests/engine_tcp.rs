@@ -1,0 +1,115 @@
+//! The engine over real sockets: several transports in one peer, and
+//! reconnection to a restarted server on the same port.
+
+use std::time::Duration;
+
+use rpc_core::{CallOptions, Config, Error, MemNetwork, Rpc};
+use rpc_transport_tcp::TcpTransport;
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn one_peer_serves_tcp_and_memory_at_once() {
+    let net = MemNetwork::new();
+    let server = Rpc::new();
+    server.set_name("server").unwrap();
+    server.add_transport(TcpTransport::default());
+    server.add_transport(net.transport());
+    server
+        .define("via", |(): ()| async { Ok("server") })
+        .unwrap();
+    let tcp_addr = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let mem_addr = server.listen("mem://server").await.unwrap();
+
+    let over_tcp = Rpc::new();
+    over_tcp.set_name("over-tcp").unwrap();
+    over_tcp.add_transport(TcpTransport::default());
+    over_tcp
+        .connect(tcp_addr.as_str())
+        .unwrap()
+        .established(LONG)
+        .await
+        .unwrap();
+
+    let over_mem = Rpc::new();
+    over_mem.set_name("over-mem").unwrap();
+    over_mem.add_transport(net.transport());
+    over_mem
+        .connect(mem_addr.as_str())
+        .unwrap()
+        .established(LONG)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        over_tcp.call::<String>("server", "via", &()).await.unwrap(),
+        "server"
+    );
+    assert_eq!(
+        over_mem.call::<String>("server", "via", &()).await.unwrap(),
+        "server"
+    );
+    let info = server.debug_info();
+    assert_eq!(info.transports, vec!["mem", "tcp"]);
+    let transport_of = |name: &str| {
+        let peer = info.peers.iter().find(|p| p.name == name).unwrap();
+        peer.connections[0].transport.clone()
+    };
+    assert_eq!(transport_of("over-tcp"), "tcp");
+    assert_eq!(transport_of("over-mem"), "mem");
+}
+
+#[tokio::test]
+async fn reconnects_to_a_server_restarted_on_the_same_port() {
+    let first = Rpc::new();
+    first.set_name("server").unwrap();
+    first.add_transport(TcpTransport::default());
+    first
+        .define("generation", |(): ()| async { Ok(1u32) })
+        .unwrap();
+    let addr = first.listen("tcp://127.0.0.1:0").await.unwrap();
+
+    let mut config = Config::default();
+    config.reconnect_max = Duration::from_millis(200);
+    let client = Rpc::with_config(config);
+    client.add_transport(TcpTransport::default());
+    client
+        .connect(addr.as_str())
+        .unwrap()
+        .established(LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .call::<u32>("server", "generation", &())
+            .await
+            .unwrap(),
+        1
+    );
+
+    first.shutdown();
+    first.wait_for_shutdown().await;
+    drop(first);
+
+    let second = Rpc::new();
+    second.set_name("server").unwrap();
+    second.add_transport(TcpTransport::default());
+    second
+        .define("generation", |(): ()| async { Ok(2u32) })
+        .unwrap();
+    assert_eq!(second.listen(addr.as_str()).await.unwrap(), addr);
+    let opts = CallOptions::default().timeout(LONG);
+    // A call may race the client noticing that the old connection closed; it
+    // then fails with `Disconnected` (it may have reached the old server), and
+    // the next one waits for the new connection.
+    let generation = match client
+        .call_with::<u32>("server", "generation", &(), opts.clone())
+        .await
+    {
+        Err(Error::Disconnected { .. }) => {
+            client.call_with("server", "generation", &(), opts).await
+        }
+        other => other,
+    };
+    assert_eq!(generation.unwrap(), 2);
+}
