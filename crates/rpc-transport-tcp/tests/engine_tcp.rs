@@ -113,3 +113,66 @@ async fn reconnects_to_a_server_restarted_on_the_same_port() {
     };
     assert_eq!(generation.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_peer_on_the_same_host_gets_a_host_local_connection_too() {
+    // The in-memory transport is host-local (it reaches this process only),
+    // so it stands in for shared memory here.
+    let net = MemNetwork::new();
+    let server = Rpc::new();
+    server.set_name("server").unwrap();
+    server.add_transport(TcpTransport::default());
+    server.add_transport(net.transport());
+    server.define("f", |(): ()| async { Ok(()) }).unwrap();
+    server.listen("mem://server").await.unwrap();
+    let tcp_addr = server.listen("tcp://127.0.0.1:0").await.unwrap();
+
+    let client = Rpc::new();
+    client.set_name("client").unwrap();
+    client.add_transport(TcpTransport::default());
+    client.add_transport(net.transport());
+    // The client only knows the TCP address.
+    client
+        .connect(tcp_addr.as_str())
+        .unwrap()
+        .established(LONG)
+        .await
+        .unwrap();
+    // The host-local connection comes up in the background; wait until the
+    // client, which picks connections for its calls, has it.
+    let local_up = async {
+        loop {
+            let info = client.debug_info();
+            let peer = info.peers.iter().find(|p| p.name == "server");
+            if peer.is_some_and(|p| p.connections.iter().any(|c| c.host_local)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(LONG, local_up)
+        .await
+        .expect("a host-local connection");
+    for _ in 0..10 {
+        client.call::<()>("server", "f", &()).await.unwrap();
+    }
+    let info = client.debug_info();
+    let conns = &info
+        .peers
+        .iter()
+        .find(|p| p.name == "server")
+        .unwrap()
+        .connections;
+    let sent = |transport: &str| {
+        conns
+            .iter()
+            .find(|c| c.transport == transport)
+            .unwrap()
+            .frames_sent
+    };
+    assert!(
+        sent("mem") >= 10,
+        "calls go over the host-local connection: {info}"
+    );
+    assert_eq!(sent("tcp"), 0, "the network connection idles: {info}");
+}

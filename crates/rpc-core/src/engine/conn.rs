@@ -2,6 +2,7 @@
 //! the clean-up that fails its pending calls.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use super::handler::{
 use crate::body;
 use crate::error::{Error, TransportError};
 use crate::pending::{ConnId, deadline_from_budget};
-use crate::transport::{ConnInfo, Connection, FrameSink, FrameStream};
+use crate::transport::{Address, ConnInfo, Connection, FrameSink, FrameStream, Locality, host_key};
 use crate::wire::{Frame, FrameKind};
 
 /// The engine's handle on a live connection: how to send on it.
@@ -30,6 +31,10 @@ pub(crate) struct ConnHandle {
     pub info: ConnInfo,
     pub remote_max_frame_len: u64,
     pub opened: Instant,
+    /// Whether the transport is host-local (preferred over network ones).
+    pub local: bool,
+    /// Frames queued on this connection, for `debug_info`.
+    pub frames_sent: AtomicU64,
     tx: mpsc::UnboundedSender<Frame>,
     closed: CancellationToken,
 }
@@ -39,6 +44,7 @@ impl ConnHandle {
     /// closed is dropped: whoever waits for its answer learns of the loss
     /// from the pending table.
     pub(crate) fn send(&self, frame: Frame) {
+        self.frames_sent.fetch_add(1, Ordering::Relaxed);
         let _ = self.tx.send(frame);
     }
 
@@ -79,9 +85,11 @@ pub(crate) async fn run_connection(
         id: inner.next_conn_id(),
         peer: peer.clone(),
         incarnation: hello.incarnation,
-        info,
+        info: info.clone(),
         remote_max_frame_len: hello.max_frame_len,
         opened: Instant::now(),
+        local: inner.locality_of(info.transport) == Locality::SameHost,
+        frames_sent: AtomicU64::new(0),
         tx,
         closed: CancellationToken::new(),
     });
@@ -93,6 +101,9 @@ pub(crate) async fn run_connection(
         return Err(reject_error(reject));
     }
     inner.peer_changed.notify_waiters();
+    if direction == Direction::Outbound && !handle.local {
+        upgrade_to_host_local(&inner, &hello);
+    }
     if let Some(f) = on_established {
         f(&peer);
     }
@@ -123,6 +134,42 @@ pub(crate) async fn run_connection(
         ReadEnd::Rejected(reject) => Err(reject_error(reject)),
         _ => Ok(peer),
     }
+}
+
+/// When a network connection turns out to reach a peer on this very host,
+/// opens a second connection over a host-local transport (shared memory)
+/// that both sides have; calls then prefer it. One attempt: if it fails, the
+/// network connection keeps serving, and the next reconnect tries again.
+fn upgrade_to_host_local(inner: &Arc<Inner>, hello: &Hello) {
+    let mine = host_key();
+    if mine.is_empty() || hello.host_key != mine || inner.peers.has_local(&hello.name) {
+        return;
+    }
+    let target = hello.listen.iter().find_map(|a| {
+        let addr = Address::parse(a).ok()?;
+        let transport = inner.transport_for(&addr).ok()?;
+        (transport.locality() == Locality::SameHost).then_some((addr, transport))
+    });
+    let Some((addr, transport)) = target else {
+        return;
+    };
+    let (inner2, peer) = (inner.clone(), hello.name.clone());
+    inner.spawn(async move {
+        let opts = inner2.conn_options();
+        let conn = tokio::select! {
+            c = transport.connect(&addr, &opts) => c,
+            () = inner2.shutdown.cancelled() => return,
+        };
+        match conn {
+            Ok(conn) => {
+                tracing::debug!(%peer, %addr, "same host: adding a host-local connection");
+                if let Err(e) = run_connection(inner2, conn, Direction::Outbound, None).await {
+                    tracing::debug!(%peer, %addr, "host-local connection ended: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(%peer, %addr, "same host, but no host-local connection: {e}"),
+        }
+    });
 }
 
 fn reject_error(reject: Reject) -> Error {

@@ -40,6 +40,9 @@ pub(crate) struct Hello {
     pub max_frame_len: u64,
     /// Addresses the sender listens on.
     pub listen: Vec<String>,
+    /// The sender's [`host_key`](crate::transport::host_key): equal keys
+    /// mean host-local transports can connect the two.
+    pub host_key: String,
 }
 
 /// Why a connection was refused.

@@ -53,6 +53,10 @@ pub struct ConnectionDebug {
     pub remote: String,
     /// How long it has been up.
     pub age: Duration,
+    /// Whether the transport is host-local; calls prefer such connections.
+    pub host_local: bool,
+    /// Frames sent on it.
+    pub frames_sent: u64,
 }
 
 /// One function in [`DebugInfo`].
@@ -94,6 +98,8 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
                     local: c.info.local.clone(),
                     remote: c.info.remote.clone(),
                     age: c.opened.elapsed(),
+                    host_local: c.local,
+                    frames_sent: c.frames_sent.load(Ordering::Relaxed),
                 })
                 .collect(),
         })
@@ -156,8 +162,13 @@ impl fmt::Display for DebugInfo {
             for c in &p.connections {
                 writeln!(
                     f,
-                    "      {} {} -> {} up {:.1?}",
-                    c.transport, c.local, c.remote, c.age
+                    "      {} {} -> {} up {:.1?}, {} frames sent{}",
+                    c.transport,
+                    c.local,
+                    c.remote,
+                    c.age,
+                    c.frames_sent,
+                    if c.host_local { ", host-local" } else { "" }
                 )?;
             }
         }

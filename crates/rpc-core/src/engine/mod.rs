@@ -404,6 +404,15 @@ impl Inner {
             })
     }
 
+    /// The locality of the transport serving `scheme`.
+    pub(crate) fn locality_of(&self, scheme: &str) -> crate::transport::Locality {
+        self.transports
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(scheme)
+            .map_or(crate::transport::Locality::Network, |t| t.locality())
+    }
+
     pub(crate) fn conn_options(&self) -> ConnOptions {
         ConnOptions::with_max_frame_len(self.config.max_frame_len)
     }
@@ -418,6 +427,7 @@ impl Inner {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            host_key: crate::transport::host_key(),
         }
     }
 

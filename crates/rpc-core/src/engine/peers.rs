@@ -68,7 +68,20 @@ impl Peers {
             return None;
         }
         entry.next = entry.next.wrapping_add(1);
+        // Host-local connections (shared memory) beat network ones.
+        let local: Vec<&Arc<ConnHandle>> = entry.conns.iter().filter(|c| c.local).collect();
+        if !local.is_empty() {
+            return Some(local[entry.next % local.len()].clone());
+        }
         Some(entry.conns[entry.next % entry.conns.len()].clone())
+    }
+
+    /// Whether `name` has a live host-local connection.
+    pub(crate) fn has_local(&self, name: &str) -> bool {
+        lock(&self.inner)
+            .by_name
+            .get(name)
+            .is_some_and(|e| e.conns.iter().any(|c| c.local && !c.is_closed()))
     }
 
     /// Whether `name` was ever connected.

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    Address, ConnInfo, ConnOptions, Connection, FrameSink, FrameStream, Listener, Transport,
+    Address, ConnInfo, ConnOptions, Connection, FrameSink, FrameStream, Listener, Locality,
+    Transport,
 };
 use crate::error::TransportError;
 use crate::wire::Frame;
@@ -69,6 +70,12 @@ impl Default for MemTransport {
 impl Transport for MemTransport {
     fn scheme(&self) -> &'static str {
         "mem"
+    }
+
+    /// Only engines in this process (on the same [`MemNetwork`]) are
+    /// reachable, so the engine treats it as host-local.
+    fn locality(&self) -> Locality {
+        Locality::SameHost
     }
 
     async fn listen(

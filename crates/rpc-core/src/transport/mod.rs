@@ -92,12 +92,53 @@ impl Default for ConnOptions {
     }
 }
 
+/// Which peers a transport can reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Locality {
+    /// Peers anywhere on the network (TCP, InfiniBand).
+    Network,
+    /// Only peers on the same host, in the same network namespace (shared
+    /// memory, or the in-process transport). The engine prefers such a
+    /// transport for a peer whose [`host_key`] matches its own.
+    SameHost,
+}
+
+/// A transport-independent identity of this host and network namespace:
+/// the kernel's boot id and the inode of the network namespace. Two
+/// processes with the same key can reach each other's host-local
+/// transports. Empty where the system does not tell.
+pub fn host_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let boot = boot.trim();
+        if boot.is_empty() {
+            return String::new();
+        }
+        #[cfg(unix)]
+        let netns = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
+        };
+        #[cfg(not(unix))]
+        let netns = 0u64;
+        format!("{boot}/{netns}")
+    })
+    .clone()
+}
+
 /// A way to move frames between processes. See the [module docs](self) for the
 /// contract every implementation keeps.
 #[async_trait]
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// The URI scheme this transport serves, such as `"tcp"`.
     fn scheme(&self) -> &'static str;
+
+    /// Which peers this transport reaches. The default is
+    /// [`Locality::Network`].
+    fn locality(&self) -> Locality {
+        Locality::Network
+    }
 
     /// Starts listening on `addr`. Returns once the address is bound.
     async fn listen(
