@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use bincode::Options;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,13 @@ use crate::error::CodecError;
 /// as attachments.
 pub const INLINE_BLOB_MAX: usize = 512;
 
+/// Bodies up to this size are copied out of the scratch buffer, which is
+/// kept for the next encode; larger ones take the buffer with them.
+const SCRATCH_KEEP: usize = 16 << 10;
+
 thread_local! {
+    // The buffer bodies are serialized into.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     // Attachments collected by `encode` on this thread, while it runs.
     static ENCODING: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
     // Attachments available to `decode` on this thread, while it runs.
@@ -40,11 +46,21 @@ thread_local! {
 /// Encodes `value` into a body and its attachments.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Bytes, Vec<Bytes>), CodecError> {
     let outer = ENCODING.with(|e| e.borrow_mut().replace(Vec::new()));
-    let mut body = BytesMut::with_capacity(64).writer();
-    let result = encode_options().serialize_into(&mut body, value);
+    // Serialize into this thread's scratch buffer, then copy a small body
+    // out (one allocation of the exact size), or hand a large one over.
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    scratch.clear();
+    let result = encode_options().serialize_into(&mut scratch, value);
     let attachments = ENCODING.with(|e| std::mem::replace(&mut *e.borrow_mut(), outer));
+    let body = if scratch.len() <= SCRATCH_KEEP {
+        let body = Bytes::copy_from_slice(&scratch);
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        body
+    } else {
+        Bytes::from(scratch)
+    };
     result.map_err(|e| CodecError::Body(e.to_string()))?;
-    Ok((body.into_inner().freeze(), attachments.unwrap_or_default()))
+    Ok((body, attachments.unwrap_or_default()))
 }
 
 /// Decodes a value from a body and its attachments.

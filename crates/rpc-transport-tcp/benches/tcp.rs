@@ -57,7 +57,7 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rpc_core::{Blob, Rpc};
-use rpc_transport_tcp::TcpTransport;
+use rpc_transport_tcp::{TcpConfig, TcpTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -137,6 +137,7 @@ fn env_flag(name: &str) -> bool {
 /// listener, on one `current_thread` runtime.
 struct Server {
     rpc_addr: String,
+    spin_addr: String,
     raw_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -156,24 +157,34 @@ impl Server {
                     rpc.add_transport(TcpTransport::default());
                     rpc.define(ECHO, |b: Blob| async move { Ok(b) })?;
                     let rpc_addr = rpc.listen("tcp://127.0.0.1:0").await?;
+                    // The same service over a transport that polls before it
+                    // sleeps (`TcpConfig::spin`).
+                    let spinning = Rpc::new();
+                    spinning.set_name(SERVER)?;
+                    spinning.add_transport(spin_transport());
+                    spinning.define(ECHO, |b: Blob| async move { Ok(b) })?;
+                    let spin_addr = spinning.listen("tcp://127.0.0.1:0").await?;
                     let raw = TcpListener::bind("127.0.0.1:0").await?;
                     let raw_addr = raw.local_addr()?;
                     tokio::spawn(raw_echo_server(raw));
                     ready_tx
-                        .send((rpc_addr.to_string(), raw_addr))
+                        .send((rpc_addr.to_string(), spin_addr.to_string(), raw_addr))
                         .context("the bench's main thread went away")?;
                     // Either a stop message or the main thread dropping the
                     // sender ends the server.
                     let _ = stop_rx.await;
                     rpc.shutdown();
+                    spinning.shutdown();
                     rpc.wait_for_shutdown().await;
+                    spinning.wait_for_shutdown().await;
                     Ok(())
                 })
             })
             .context("spawning the server thread")?;
         match ready_rx.recv() {
-            Ok((rpc_addr, raw_addr)) => Ok(Self {
+            Ok((rpc_addr, spin_addr, raw_addr)) => Ok(Self {
                 rpc_addr,
+                spin_addr,
                 raw_addr,
                 stop: Some(stop_tx),
                 thread: Some(thread),
@@ -232,13 +243,22 @@ async fn raw_echo_server(listener: TcpListener) {
 struct Client {
     rt: Runtime,
     rpc: Rpc,
+    /// Connected to the server's spinning endpoint, spinning too.
+    spinning: Rpc,
     raw: TcpStream,
+}
+
+/// How long the spinning variant polls before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+fn spin_transport() -> TcpTransport {
+    TcpTransport::with_config(TcpConfig::default().with_spin(SPIN))
 }
 
 impl Client {
     fn connect(server: &Server) -> Result<Self> {
         let rt = current_thread_runtime()?;
-        let (rpc, raw) = rt.block_on(async {
+        let (rpc, spinning, raw) = rt.block_on(async {
             // Created inside the runtime, so the engine runs on it.
             let rpc = Rpc::new();
             rpc.add_transport(TcpTransport::default());
@@ -247,24 +267,43 @@ impl Client {
                 .established(Duration::from_secs(30))
                 .await?;
             anyhow::ensure!(peer == SERVER, "connected to {peer:?}, not {SERVER:?}");
+            let spinning = Rpc::new();
+            spinning.add_transport(spin_transport());
+            spinning
+                .connect(&server.spin_addr)?
+                .established(Duration::from_secs(30))
+                .await?;
             let raw = TcpStream::connect(server.raw_addr).await?;
             raw.set_nodelay(true)?;
-            Ok((rpc, raw))
+            Ok((rpc, spinning, raw))
         })?;
-        let mut client = Self { rt, rpc, raw };
+        let (rpc, spinning, raw) = (rpc, spinning, raw);
+        let mut client = Self {
+            rt,
+            rpc,
+            spinning,
+            raw,
+        };
         // One of each before anything is timed: the method name travels by
         // name only on a connection's first call.
         client.rt.block_on(async {
             raw_rtt(&mut client.raw, &mut [0; SMALL]).await?;
+            echo(&client.spinning, &Blob::from(vec![0; SMALL])).await?;
             echo(&client.rpc, &Blob::from(vec![0; SMALL])).await
         })?;
         Ok(client)
     }
 
     fn close(self) {
-        let Self { rt, rpc, raw } = self;
+        let Self {
+            rt,
+            rpc,
+            spinning,
+            raw,
+        } = self;
         drop(raw);
         rt.block_on(async {
+            spinning.shutdown();
             rpc.shutdown();
             // Bounded, so that a stuck connection cannot hang the bench.
             let _ = tokio::time::timeout(Duration::from_secs(5), rpc.wait_for_shutdown()).await;
@@ -333,9 +372,19 @@ impl Client {
         })
     }
 
-    /// Times `n` single 8 B echo calls into `out`, in nanoseconds.
-    fn echo_samples(&mut self, blob: &Blob, n: usize, out: &mut Vec<u64>) -> Result<()> {
-        let Self { rt, rpc, .. } = self;
+    /// Times `n` single 8 B echo calls into `out`, in nanoseconds, over the
+    /// spinning endpoint if `spin`.
+    fn echo_samples(
+        &mut self,
+        blob: &Blob,
+        n: usize,
+        spin: bool,
+        out: &mut Vec<u64>,
+    ) -> Result<()> {
+        let Self {
+            rt, rpc, spinning, ..
+        } = self;
+        let rpc = if spin { spinning } else { rpc };
         rt.block_on(async {
             for _ in 0..n {
                 let start = Instant::now();
@@ -438,21 +487,29 @@ fn percentiles(samples: &mut [u64]) -> (f64, f64) {
 fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()> {
     let blob = Blob::from(vec![0x5a; SMALL]);
     let timed = s.ratio_rounds * s.ratio_chunk;
-    let (mut floor, mut ours) = (Vec::with_capacity(timed), Vec::with_capacity(timed));
+    let (mut floor, mut ours, mut spun) = (
+        Vec::with_capacity(timed),
+        Vec::with_capacity(timed),
+        Vec::with_capacity(timed),
+    );
     let mut background = 0.0;
     for attempt in 1..=3 {
         wait_for_quiet(s.quiet_wait);
         floor.clear();
         ours.clear();
+        spun.clear();
         let meter = CpuMeter::start();
         client.floor_samples(s.ratio_warm_up, &mut Vec::new())?;
-        client.echo_samples(&blob, s.ratio_warm_up, &mut Vec::new())?;
+        client.echo_samples(&blob, s.ratio_warm_up, false, &mut Vec::new())?;
+        client.echo_samples(&blob, s.ratio_warm_up, true, &mut Vec::new())?;
         for round in 0..s.ratio_rounds {
             if round % 2 == 0 {
                 client.floor_samples(s.ratio_chunk, &mut floor)?;
-                client.echo_samples(&blob, s.ratio_chunk, &mut ours)?;
+                client.echo_samples(&blob, s.ratio_chunk, false, &mut ours)?;
+                client.echo_samples(&blob, s.ratio_chunk, true, &mut spun)?;
             } else {
-                client.echo_samples(&blob, s.ratio_chunk, &mut ours)?;
+                client.echo_samples(&blob, s.ratio_chunk, true, &mut spun)?;
+                client.echo_samples(&blob, s.ratio_chunk, false, &mut ours)?;
                 client.floor_samples(s.ratio_chunk, &mut floor)?;
             }
         }
@@ -467,6 +524,7 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
     }
     let (floor_p50, floor_p99) = percentiles(&mut floor);
     let (ours_p50, ours_p99) = percentiles(&mut ours);
+    let (spun_p50, spun_p99) = percentiles(&mut spun);
 
     println!();
     println!("## 8 B round trip, ours vs floor (idle mode: {idle_mode})");
@@ -481,10 +539,20 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
         "| ours/tcp/echo/8B | {ours_p50:.1} | {ours_p99:.1} | {} |",
         ours.len()
     );
+    println!(
+        "| ours/tcp+spin{}us/echo/8B | {spun_p50:.1} | {spun_p99:.1} | {} |",
+        SPIN.as_micros(),
+        spun.len()
+    );
     println!();
     println!(
         "ratio ours/floor p50 = {:.2} (target <= 1.15)",
         ours_p50 / floor_p50
+    );
+    println!(
+        "ratio ours+spin/floor p50 = {:.2}, p99 = {:.2} (TcpConfig::spin = {SPIN:?} on both sides)",
+        spun_p50 / floor_p50,
+        spun_p99 / floor_p99
     );
     println!(
         "ratio ours/floor p99 = {:.2} (target <= 1.15)",

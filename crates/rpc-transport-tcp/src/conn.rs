@@ -14,12 +14,17 @@ pub(crate) struct TcpConnection {
     info: ConnInfo,
     stream: tokio::net::TcpStream,
     max_frame_len: u64,
+    spin: std::time::Duration,
 }
 
 impl TcpConnection {
     /// Wraps a connected socket; `max_frame_len` limits frames in both
-    /// directions.
-    pub(crate) fn new(stream: tokio::net::TcpStream, max_frame_len: u64) -> io::Result<Self> {
+    /// directions, and the receiver polls for `spin` before it sleeps.
+    pub(crate) fn new(
+        stream: tokio::net::TcpStream,
+        max_frame_len: u64,
+        spin: std::time::Duration,
+    ) -> io::Result<Self> {
         let info = ConnInfo {
             transport: "tcp",
             local: addr::uri(stream.local_addr()?),
@@ -29,6 +34,7 @@ impl TcpConnection {
             info,
             stream,
             max_frame_len,
+            spin,
         })
     }
 }
@@ -42,7 +48,7 @@ impl Connection for TcpConnection {
         let (read, write) = self.stream.into_split();
         (
             Box::new(TcpFrameSink::new(write, self.max_frame_len)),
-            Box::new(TcpFrameStream::new(read, self.max_frame_len)),
+            Box::new(TcpFrameStream::new(read, self.max_frame_len, self.spin)),
         )
     }
 }

@@ -145,8 +145,9 @@ impl Transport for TcpTransport {
                 tokio::time::timeout(self.config.connect_timeout, self.connect_one(target));
             let error = match attempt.await {
                 Ok(Ok(stream)) => {
-                    let conn = conn::TcpConnection::new(stream, opts.max_frame_len)
-                        .map_err(|e| TransportError::io("connect", e))?;
+                    let conn =
+                        conn::TcpConnection::new(stream, opts.max_frame_len, self.config.spin)
+                            .map_err(|e| TransportError::io("connect", e))?;
                     return Ok(Box::new(conn));
                 }
                 Ok(Err(e)) => e,

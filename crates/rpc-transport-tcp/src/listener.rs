@@ -60,7 +60,7 @@ impl TcpListener {
     /// Configures an accepted socket and wraps it.
     fn prepare(&self, stream: tokio::net::TcpStream) -> io::Result<TcpConnection> {
         self.config.apply_to_connected(&stream)?;
-        TcpConnection::new(stream, self.max_frame_len)
+        TcpConnection::new(stream, self.max_frame_len, self.config.spin)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The receiving half: bytes into one reused read buffer, frames out of it.
 
+use std::io;
 use std::net::Shutdown;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -26,15 +28,18 @@ pub(crate) struct TcpFrameStream {
     /// Decoded frames are slices of this buffer; its allocation is reused
     /// once they are all dropped.
     buf: BytesMut,
+    /// How long to poll before sleeping; see `TcpConfig::spin`.
+    spin: Duration,
 }
 
 impl TcpFrameStream {
     /// A stream that rejects frames over `max_frame_len` bytes.
-    pub(crate) fn new(reader: OwnedReadHalf, max_frame_len: u64) -> Self {
+    pub(crate) fn new(reader: OwnedReadHalf, max_frame_len: u64, spin: Duration) -> Self {
         Self {
             reader: Some(reader),
             codec: FrameCodec::new(max_frame_len),
             buf: BytesMut::with_capacity(READ_BUF_LEN),
+            spin,
         }
     }
 
@@ -49,6 +54,30 @@ impl TcpFrameStream {
         }
         self.buf = BytesMut::new();
         error
+    }
+}
+
+/// Polls the socket for up to `spin`, yielding to other tasks between
+/// attempts, so that a frame arriving soon is read without the thread going
+/// to sleep. `None` if nothing arrived (or `spin` is zero).
+async fn poll_for(
+    reader: &OwnedReadHalf,
+    buf: &mut BytesMut,
+    spin: Duration,
+) -> Option<io::Result<usize>> {
+    if spin.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    loop {
+        match reader.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            read => return Some(read),
+        }
+        if start.elapsed() >= spin {
+            return None;
+        }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -67,7 +96,10 @@ impl FrameStream for TcpFrameStream {
                     if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
                         self.buf.reserve(READ_BUF_LEN);
                     }
-                    reader.read_buf(&mut self.buf).await
+                    match poll_for(reader, &mut self.buf, self.spin).await {
+                        Some(read) => read,
+                        None => reader.read_buf(&mut self.buf).await,
+                    }
                 }
                 Err(e) => return Err(self.fail(e)),
             };

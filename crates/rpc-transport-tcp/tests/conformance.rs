@@ -19,3 +19,29 @@ impl Harness for Tcp {
 }
 
 rpc_core::conformance_tests!(Tcp);
+
+/// The same suite with receivers that poll before they sleep
+/// (`TcpConfig::spin`): polling must not change any behaviour.
+mod spinning {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rpc_core::Transport;
+    use rpc_core::testing::Harness;
+    use rpc_transport_tcp::{TcpConfig, TcpTransport};
+
+    struct SpinningTcp;
+
+    impl Harness for SpinningTcp {
+        fn transport(&self) -> Arc<dyn Transport> {
+            let config = TcpConfig::default().with_spin(Duration::from_micros(50));
+            Arc::new(TcpTransport::with_config(config))
+        }
+
+        fn listen_addr(&self) -> String {
+            "tcp://127.0.0.1:0".to_owned()
+        }
+    }
+
+    rpc_core::conformance_tests!(SpinningTcp);
+}

@@ -365,6 +365,10 @@ async fn wait_for_peer(
     peer: &str,
     deadline: Instant,
 ) -> Result<Arc<ConnHandle>, Error> {
+    // The common case: connected already, no need to wait.
+    if let Some(conn) = inner.peers.pick(peer) {
+        return Ok(conn);
+    }
     loop {
         let changed = inner.peer_changed.notified();
         tokio::pin!(changed);

@@ -6,16 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::Inner;
 use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD, WireError};
 use super::handler::{
     CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, error_frame, lock,
 };
+use super::outbox::Outbox;
 use crate::body;
 use crate::error::{Error, TransportError};
 use crate::pending::{ConnId, deadline_from_budget};
@@ -35,17 +34,18 @@ pub(crate) struct ConnHandle {
     pub local: bool,
     /// Frames queued on this connection, for `debug_info`.
     pub frames_sent: AtomicU64,
-    tx: mpsc::UnboundedSender<Frame>,
+    outbox: Arc<Outbox>,
     closed: CancellationToken,
 }
 
 impl ConnHandle {
-    /// Queues a frame for the writer task. A frame sent after the connection
-    /// closed is dropped: whoever waits for its answer learns of the loss
-    /// from the pending table.
+    /// Sends a frame: writes it at once if nobody else is writing on this
+    /// connection, else queues it for the current writer. A frame sent after
+    /// the connection closed is dropped: whoever waits for its answer learns
+    /// of the loss from the pending table.
     pub(crate) fn send(&self, frame: Frame) {
         self.frames_sent.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(frame);
+        self.outbox.push(frame);
     }
 
     /// Whether the connection has closed.
@@ -80,7 +80,13 @@ pub(crate) async fn run_connection(
     };
     let peer: Arc<str> = Arc::from(hello.name.as_str());
 
-    let (tx, rx) = mpsc::unbounded_channel();
+    let closed = CancellationToken::new();
+    let outbox = Outbox::new(
+        sink,
+        closed.clone(),
+        inner.runtime.clone(),
+        inner.tracker.clone(),
+    );
     let handle = Arc::new(ConnHandle {
         id: inner.next_conn_id(),
         peer: peer.clone(),
@@ -90,14 +96,13 @@ pub(crate) async fn run_connection(
         opened: Instant::now(),
         local: inner.locality_of(info.transport) == Locality::SameHost,
         frames_sent: AtomicU64::new(0),
-        tx,
-        closed: CancellationToken::new(),
+        outbox,
+        closed,
     });
     if let Err(reject) = inner.peers.register(handle.clone()) {
-        let _ = sink
-            .send(control_frame(&Control::Reject(reject.clone())))
-            .await;
-        let _ = sink.close().await;
+        handle
+            .outbox
+            .close_after(control_frame(&Control::Reject(reject.clone())));
         return Err(reject_error(reject));
     }
     inner.peer_changed.notify_waiters();
@@ -109,15 +114,12 @@ pub(crate) async fn run_connection(
     }
     tracing::debug!(peer = %peer, conn = handle.id, ?direction, transport = handle.info.transport, "connection up");
 
-    inner.tracker.spawn_on(
-        write_loop(sink, rx, handle.closed.clone())
-            .instrument(tracing::debug_span!("rpc.writer", peer = %peer)),
-        &inner.runtime,
-    );
     let incoming: IncomingTable = Arc::new(Mutex::new(HashMap::new()));
     let end = read_loop(&inner, &handle, &mut *stream, &incoming).await;
 
-    // Clean-up: the connection is gone for everyone.
+    // Clean-up: the connection is gone for everyone. Answers already queued
+    // still go out, then a goodbye, then the sink closes.
+    handle.outbox.close_after(control_frame(&Control::Goodbye));
     handle.closed.cancel();
     inner.peers.unregister(&handle);
     for waiter in inner.pending_remove_conn(handle.id) {
@@ -251,12 +253,15 @@ async fn read_loop(
     stream: &mut dyn FrameStream,
     incoming: &IncomingTable,
 ) -> ReadEnd {
+    let shutdown = inner.shutdown.cancelled();
+    let closed = conn.closed.cancelled();
+    tokio::pin!(shutdown, closed);
     loop {
         let next = tokio::select! {
             biased;
             next = stream.recv() => next,
-            () = inner.shutdown.cancelled() => return ReadEnd::Shutdown,
-            () = conn.closed.cancelled() => return ReadEnd::Closed,
+            () = &mut shutdown => return ReadEnd::Shutdown,
+            () = &mut closed => return ReadEnd::Closed,
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
@@ -267,7 +272,14 @@ async fn read_loop(
             }
         };
         match frame.kind {
-            FrameKind::Request | FrameKind::OneWay => on_request(inner, conn, frame, incoming),
+            FrameKind::Request | FrameKind::OneWay => {
+                // Answers given inline are written once, after the dispatch.
+                let writer = conn.outbox.try_become_writer();
+                on_request(inner, conn, frame, incoming);
+                if writer {
+                    conn.outbox.finish_owned();
+                }
+            }
             FrameKind::Response | FrameKind::Error => {
                 if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
                     let _ = waiter.send(Ok(frame));
@@ -309,48 +321,15 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
         }
         return;
     }
-    let token = inner.shutdown.child_token();
-    let tracked = if frame.kind == FrameKind::Request {
-        lock(incoming).insert(frame.request_id, token.clone());
-        Some(incoming.clone())
+    // A request's token joins the connection's table (where cancel frames and
+    // the connection's end reach it) only if its handler does not finish
+    // inline; one-way calls follow the engine's shutdown.
+    let (token, tracked) = if frame.kind == FrameKind::Request {
+        (CancellationToken::new(), Some(incoming.clone()))
     } else {
-        None
+        (inner.shutdown.child_token(), None)
     };
     inner.dispatch(conn.peer.clone(), frame, reply, token, tracked);
-}
-
-/// Moves frames from the queue to the sink, coalescing whatever is queued.
-async fn write_loop(
-    mut sink: Box<dyn FrameSink>,
-    mut rx: mpsc::UnboundedReceiver<Frame>,
-    closed: CancellationToken,
-) {
-    let result: Result<(), TransportError> = async {
-        loop {
-            // Queued frames go out before a close takes effect, so an answer
-            // queued just before shutdown still reaches the caller.
-            let frame = tokio::select! {
-                biased;
-                f = rx.recv() => match f {
-                    Some(f) => f,
-                    None => break,
-                },
-                () = closed.cancelled() => break,
-            };
-            sink.feed(frame).await?;
-            while let Ok(frame) = rx.try_recv() {
-                sink.feed(frame).await?;
-            }
-            sink.flush().await?;
-        }
-        sink.send(control_frame(&Control::Goodbye)).await?;
-        sink.close().await
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!("writer stopped: {e}");
-    }
-    closed.cancel();
 }
 
 /// Keeps an outbound connection up: connects, runs it, and reconnects with

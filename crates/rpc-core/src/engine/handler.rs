@@ -149,6 +149,8 @@ pub(crate) struct RawResponder {
     counters: Arc<Counters>,
     token: CancellationToken,
     incoming: Option<IncomingTable>,
+    /// Whether the token is in `incoming`.
+    tracked: bool,
 }
 
 impl RawResponder {
@@ -167,6 +169,16 @@ impl RawResponder {
             counters,
             token,
             incoming,
+            tracked: false,
+        }
+    }
+
+    /// Makes the call cancellable by a cancel frame and by the end of its
+    /// connection. Handlers call it when they do not answer inline.
+    pub(crate) fn track(&mut self) {
+        if let Some(table) = &self.incoming {
+            lock(table).insert(self.request_id, self.token.clone());
+            self.tracked = true;
         }
     }
 
@@ -255,7 +267,7 @@ impl Drop for RawResponder {
             self.send(frame, true);
         }
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some(table) = &self.incoming {
+        if let Some(table) = self.incoming.as_ref().filter(|_| self.tracked) {
             lock(table).remove(&self.request_id);
         }
     }
@@ -351,6 +363,8 @@ where
         if let Poll::Ready(outcome) = fut.as_mut().poll(&mut cx) {
             return responder.finish(outcome);
         }
+        let mut responder = responder;
+        responder.track();
         let span = tracing::Span::current();
         tracker.spawn_on(
             async move {
@@ -395,9 +409,10 @@ where
         rt: &tokio::runtime::Handle,
         tracker: &tokio_util::task::TaskTracker,
     ) {
-        let Some((ctx, args, responder)) = call.decode::<A>() else {
+        let Some((ctx, args, mut responder)) = call.decode::<A>() else {
             return;
         };
+        responder.track();
         let (f, limit, rt2) = (self.f.clone(), self.limit.clone(), rt.clone());
         tracker.spawn_on(
             async move {
@@ -497,9 +512,10 @@ where
         _rt: &tokio::runtime::Handle,
         _tracker: &tokio_util::task::TaskTracker,
     ) {
-        let Some((ctx, args, raw)) = call.decode::<A>() else {
+        let Some((ctx, args, mut raw)) = call.decode::<A>() else {
             return;
         };
+        raw.track();
         // A panic inside `f` drops the responder during unwinding, which
         // answers the caller with an error.
         let responder = Responder::new(raw, ctx);
@@ -526,9 +542,10 @@ where
         _rt: &tokio::runtime::Handle,
         _tracker: &tokio_util::task::TaskTracker,
     ) {
-        let Some((ctx, args, raw)) = call.decode::<A>() else {
+        let Some((ctx, args, mut raw)) = call.decode::<A>() else {
             return;
         };
+        raw.track();
         let item = (Responder::new(raw, ctx), args);
         match self.tx.try_send(item) {
             Ok(()) => {}

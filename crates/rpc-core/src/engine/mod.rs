@@ -20,6 +20,7 @@ mod control;
 mod debug;
 mod define;
 mod handler;
+mod outbox;
 mod peers;
 mod queue;
 

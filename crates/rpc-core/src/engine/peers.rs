@@ -63,17 +63,25 @@ impl Peers {
     pub(crate) fn pick(&self, name: &str) -> Option<Arc<ConnHandle>> {
         let mut inner = lock(&self.inner);
         let entry = inner.by_name.get_mut(name)?;
-        entry.conns.retain(|c| !c.is_closed());
+        if entry.conns.iter().any(|c| c.is_closed()) {
+            entry.conns.retain(|c| !c.is_closed());
+        }
         if entry.conns.is_empty() {
             return None;
         }
         entry.next = entry.next.wrapping_add(1);
         // Host-local connections (shared memory) beat network ones.
-        let local: Vec<&Arc<ConnHandle>> = entry.conns.iter().filter(|c| c.local).collect();
-        if !local.is_empty() {
-            return Some(local[entry.next % local.len()].clone());
-        }
-        Some(entry.conns[entry.next % entry.conns.len()].clone())
+        let locals = entry.conns.iter().filter(|c| c.local).count();
+        let chosen = if locals > 0 {
+            entry
+                .conns
+                .iter()
+                .filter(|c| c.local)
+                .nth(entry.next % locals)
+        } else {
+            entry.conns.get(entry.next % entry.conns.len())
+        };
+        chosen.cloned()
     }
 
     /// Whether `name` has a live host-local connection.

@@ -1,0 +1,167 @@
+//! The outbox of one connection: frames waiting to be written, and who
+//! writes them.
+//!
+//! There is no writer task. Whoever queues a frame while nobody is writing
+//! becomes the writer: it feeds every queued frame to the sink and flushes,
+//! right there, in its own task or thread. That saves a task switch per frame
+//! on the latency path (a caller writes its own request; the reader writes
+//! the answers of handlers that finished inline).
+//!
+//! The writing itself is a `'static` future that owns the sink. It is polled
+//! once in place; if the socket is full and it has to wait, it moves to a
+//! task of its own and finishes there. So a writer that is cancelled or that
+//! runs on a plain thread never leaves a frame half written.
+//!
+//! Who writes is decided by one atomic flag, `writing`: set it from `false`
+//! to `true` and you are the writer until you set it back. A writer, before
+//! it lets go, looks at the queue once more after clearing the flag, so that
+//! a frame queued by someone who saw the flag still set is never stranded.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::handler::lock;
+use crate::transport::FrameSink;
+use crate::wire::Frame;
+
+/// Frames waiting for a connection's sink.
+pub(crate) struct Outbox {
+    queue: Mutex<VecDeque<Frame>>,
+    /// Whether someone is the writer (owns the sink).
+    writing: AtomicBool,
+    /// Set once the connection is closing: after the queue drains, the writer
+    /// closes the sink.
+    closing: AtomicBool,
+    /// The sink, when no writer holds it; `None` once closed or failed.
+    sink: Mutex<Option<Box<dyn FrameSink>>>,
+    /// Fired when the sink is closed or failed.
+    closed: CancellationToken,
+    runtime: tokio::runtime::Handle,
+    tracker: TaskTracker,
+}
+
+impl Outbox {
+    pub(crate) fn new(
+        sink: Box<dyn FrameSink>,
+        closed: CancellationToken,
+        runtime: tokio::runtime::Handle,
+        tracker: TaskTracker,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            queue: Mutex::new(VecDeque::new()),
+            writing: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            sink: Mutex::new(Some(sink)),
+            closed,
+            runtime,
+            tracker,
+        })
+    }
+
+    /// Queues a frame and, if nobody is writing, writes it out now.
+    pub(crate) fn push(self: &Arc<Self>, frame: Frame) {
+        lock(&self.queue).push_back(frame);
+        if self.try_become_writer() {
+            self.write_owned();
+        }
+    }
+
+    /// Becomes the writer if nobody is. The reader takes the role before it
+    /// dispatches a request, so that answers given inline are written once,
+    /// together, after it.
+    pub(crate) fn try_become_writer(&self) -> bool {
+        !self.writing.swap(true, Ordering::SeqCst)
+    }
+
+    /// Ends a stretch as the writer: lets go if nothing was queued meanwhile,
+    /// else writes it out.
+    pub(crate) fn finish_owned(self: &Arc<Self>) {
+        if lock(&self.queue).is_empty() {
+            self.writing.store(false, Ordering::SeqCst);
+            if lock(&self.queue).is_empty() || !self.try_become_writer() {
+                return;
+            }
+        }
+        self.write_owned();
+    }
+
+    /// Writes out the queue; the caller must be the writer. Returns at once
+    /// if the writing completes without waiting, else hands it to a task.
+    pub(crate) fn write_owned(self: &Arc<Self>) {
+        let mut writing: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(self.clone().write_queue());
+        let mut cx = Context::from_waker(Waker::noop());
+        if writing.as_mut().poll(&mut cx).is_pending() {
+            // The sink is waiting for the socket. The next poll, in the task,
+            // registers the task's waker in place of the no-op one.
+            self.tracker.spawn_on(writing, &self.runtime);
+        }
+    }
+
+    /// Closes the connection's sending side once everything queued, then
+    /// `last`, is written.
+    pub(crate) fn close_after(self: &Arc<Self>, last: Frame) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.push(last);
+    }
+
+    /// The writer's loop: feed, flush, let go, and look again.
+    async fn write_queue(self: Arc<Self>) {
+        loop {
+            let Some(mut sink) = lock(&self.sink).take() else {
+                // Closed or failed: what is queued can never be sent.
+                lock(&self.queue).clear();
+                self.writing.store(false, Ordering::SeqCst);
+                return;
+            };
+            if let Err(e) = self.feed_all(&mut *sink).await {
+                tracing::debug!("writing failed: {e}");
+                lock(&self.queue).clear();
+                self.closed.cancel();
+                self.writing.store(false, Ordering::SeqCst);
+                return;
+            }
+            if self.closing.load(Ordering::SeqCst) && lock(&self.queue).is_empty() {
+                if let Err(e) = sink.close().await {
+                    tracing::debug!("closing failed: {e}");
+                }
+                self.closed.cancel();
+                self.writing.store(false, Ordering::SeqCst);
+                return;
+            }
+            *lock(&self.sink) = Some(sink);
+            self.writing.store(false, Ordering::SeqCst);
+            // A frame queued while we still held the role is ours to write,
+            // unless someone else has taken the role since.
+            if lock(&self.queue).is_empty() || !self.try_become_writer() {
+                return;
+            }
+        }
+    }
+
+    async fn feed_all(&self, sink: &mut dyn FrameSink) -> Result<(), crate::TransportError> {
+        loop {
+            let next = lock(&self.queue).pop_front();
+            match next {
+                Some(frame) => sink.feed(frame).await?,
+                None => return sink.flush().await,
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &lock(&self.queue).len())
+            .field("writing", &self.writing.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
