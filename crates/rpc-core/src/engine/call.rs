@@ -285,7 +285,7 @@ async fn call_raw(
         function: function.to_owned(),
         after: timeout,
     };
-    if inner.shutdown.is_cancelled() {
+    if inner.is_shut() {
         return Err(Error::ShutDown);
     }
     if *peer == *inner.name() {
@@ -373,7 +373,7 @@ async fn wait_for_peer(
         let changed = inner.peer_changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        if inner.shutdown.is_cancelled() {
+        if inner.is_shut() {
             return Err(Error::ShutDown);
         }
         if let Some(conn) = inner.peers.pick(peer) {

@@ -15,6 +15,7 @@ use super::handler::{
     CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, error_frame, lock,
 };
 use super::outbox::Outbox;
+use super::signal::Signal;
 use crate::body;
 use crate::error::{Error, TransportError};
 use crate::pending::{ConnId, deadline_from_budget};
@@ -35,7 +36,9 @@ pub(crate) struct ConnHandle {
     /// Frames queued on this connection, for `debug_info`.
     pub frames_sent: AtomicU64,
     outbox: Arc<Outbox>,
-    closed: CancellationToken,
+    /// Fires when the connection closes (or the engine shuts down): the
+    /// reader loop ends on it.
+    closed: Arc<Signal>,
 }
 
 impl ConnHandle {
@@ -50,7 +53,12 @@ impl ConnHandle {
 
     /// Whether the connection has closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.closed.is_fired()
+    }
+
+    /// Ends the connection: its reader loop stops and cleans up.
+    pub(crate) fn stop(&self) {
+        self.closed.fire();
     }
 }
 
@@ -80,7 +88,7 @@ pub(crate) async fn run_connection(
     };
     let peer: Arc<str> = Arc::from(hello.name.as_str());
 
-    let closed = CancellationToken::new();
+    let closed = Arc::new(Signal::default());
     let outbox = Outbox::new(
         sink,
         closed.clone(),
@@ -105,6 +113,10 @@ pub(crate) async fn run_connection(
             .close_after(control_frame(&Control::Reject(reject.clone())));
         return Err(reject_error(reject));
     }
+    if inner.is_shut() {
+        // Shutdown began after the handshake's check: end at once.
+        handle.stop();
+    }
     inner.peer_changed.notify_waiters();
     if direction == Direction::Outbound && !handle.local {
         upgrade_to_host_local(&inner, &hello);
@@ -120,7 +132,7 @@ pub(crate) async fn run_connection(
     // Clean-up: the connection is gone for everyone. Answers already queued
     // still go out, then a goodbye, then the sink closes.
     handle.outbox.close_after(control_frame(&Control::Goodbye));
-    handle.closed.cancel();
+    handle.stop();
     inner.peers.unregister(&handle);
     for waiter in inner.pending_remove_conn(handle.id) {
         let _ = waiter.send(Err(Error::Disconnected {
@@ -223,7 +235,7 @@ async fn handshake(
         Some(Reject::Protocol(ENGINE_PROTOCOL))
     } else if hello.name == mine.name && hello.incarnation != mine.incarnation {
         Some(Reject::DuplicateName(hello.name.clone()))
-    } else if inner.shutdown.is_cancelled() {
+    } else if inner.is_shut() {
         Some(Reject::ShuttingDown)
     } else {
         None
@@ -253,15 +265,13 @@ async fn read_loop(
     stream: &mut dyn FrameStream,
     incoming: &IncomingTable,
 ) -> ReadEnd {
-    let shutdown = inner.shutdown.cancelled();
-    let closed = conn.closed.cancelled();
-    tokio::pin!(shutdown, closed);
     loop {
         let next = tokio::select! {
             biased;
             next = stream.recv() => next,
-            () = &mut shutdown => return ReadEnd::Shutdown,
-            () = &mut closed => return ReadEnd::Closed,
+            () = conn.closed.wait() => {
+                return if inner.is_shut() { ReadEnd::Shutdown } else { ReadEnd::Closed };
+            }
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
@@ -343,7 +353,7 @@ pub(crate) async fn keep_connected(
     let cfg = inner.config.clone();
     let mut backoff = cfg.reconnect_min;
     loop {
-        if inner.shutdown.is_cancelled() {
+        if inner.is_shut() {
             return;
         }
         let attempt = async {

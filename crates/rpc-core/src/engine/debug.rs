@@ -134,7 +134,7 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
         peers,
         calls_in_flight: lock(&inner.pending).len(),
         functions,
-        shut_down: inner.shutdown.is_cancelled(),
+        shut_down: inner.is_shut(),
     }
 }
 

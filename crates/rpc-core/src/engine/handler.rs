@@ -229,13 +229,10 @@ impl RawResponder {
         if is_error {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let reply = self.reply.take();
-        if self.token.is_cancelled() {
-            // The caller gave up (cancel or deadline) or the engine is
-            // shutting down: nobody waits for this answer.
-            return;
-        }
-        match reply {
+        // An answer to a call the caller gave up on is still sent: the caller
+        // drops it (no pending entry matches), and checking here would cost
+        // every call a lock.
+        match self.reply.take() {
             None | Some(ReplyTo::Nobody) => {}
             Some(ReplyTo::Local(tx)) => {
                 let _ = tx.send(Ok(frame));

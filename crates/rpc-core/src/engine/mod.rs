@@ -23,6 +23,7 @@ mod handler;
 mod outbox;
 mod peers;
 mod queue;
+mod signal;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,6 +115,8 @@ pub(crate) struct Inner {
     listening: Mutex<Vec<Address>>,
     connecting: Mutex<Vec<Address>>,
     shutdown: CancellationToken,
+    /// Set as shutdown begins; cheaper to check than the token.
+    shut: AtomicBool,
     tracker: TaskTracker,
     remote_shutdown: AtomicBool,
     blocking: Arc<Semaphore>,
@@ -163,6 +166,7 @@ impl Rpc {
             listening: Mutex::default(),
             connecting: Mutex::default(),
             shutdown: CancellationToken::new(),
+            shut: AtomicBool::new(false),
             tracker: TaskTracker::new(),
             remote_shutdown: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
@@ -292,7 +296,7 @@ impl Rpc {
 
     /// Whether shutdown has begun.
     pub fn is_shut_down(&self) -> bool {
-        self.inner.shutdown.is_cancelled()
+        self.inner.is_shut()
     }
 
     /// Waits until the engine has shut down (locally or by a remote request)
@@ -380,8 +384,13 @@ impl Inner {
             .clone()
     }
 
+    /// Whether shutdown has begun.
+    pub(crate) fn is_shut(&self) -> bool {
+        self.shut.load(Ordering::SeqCst)
+    }
+
     fn start(&self) -> Result<(), Error> {
-        if self.shutdown.is_cancelled() {
+        if self.is_shut() {
             return Err(Error::ShutDown);
         }
         self.started.store(true, Ordering::SeqCst);
@@ -452,11 +461,18 @@ impl Inner {
     }
 
     fn begin_shutdown(&self) {
-        if self.shutdown.is_cancelled() {
+        if self.shut.swap(true, Ordering::SeqCst) {
             return;
         }
         tracing::info!(name = %self.name(), "shutting down");
         self.shutdown.cancel();
+        // Every reader loop ends; a connection that registers after this
+        // snapshot sees `shut` and ends itself.
+        for (_, _, conns) in self.peers.snapshot() {
+            for conn in conns {
+                conn.stop();
+            }
+        }
         self.tracker.close();
         for waiter in lock(&self.pending).drain() {
             let _ = waiter.send(Err(Error::ShutDown));

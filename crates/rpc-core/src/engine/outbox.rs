@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handler::lock;
+use super::signal::Signal;
 use crate::transport::FrameSink;
 use crate::wire::Frame;
 
@@ -42,7 +42,7 @@ pub(crate) struct Outbox {
     /// The sink, when no writer holds it; `None` once closed or failed.
     sink: Mutex<Option<Box<dyn FrameSink>>>,
     /// Fired when the sink is closed or failed.
-    closed: CancellationToken,
+    closed: Arc<Signal>,
     runtime: tokio::runtime::Handle,
     tracker: TaskTracker,
 }
@@ -50,7 +50,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn new(
         sink: Box<dyn FrameSink>,
-        closed: CancellationToken,
+        closed: Arc<Signal>,
         runtime: tokio::runtime::Handle,
         tracker: TaskTracker,
     ) -> Arc<Self> {
@@ -124,7 +124,7 @@ impl Outbox {
             if let Err(e) = self.feed_all(&mut *sink).await {
                 tracing::debug!("writing failed: {e}");
                 lock(&self.queue).clear();
-                self.closed.cancel();
+                self.closed.fire();
                 self.writing.store(false, Ordering::SeqCst);
                 return;
             }
@@ -132,7 +132,7 @@ impl Outbox {
                 if let Err(e) = sink.close().await {
                     tracing::debug!("closing failed: {e}");
                 }
-                self.closed.cancel();
+                self.closed.fire();
                 self.writing.store(false, Ordering::SeqCst);
                 return;
             }
