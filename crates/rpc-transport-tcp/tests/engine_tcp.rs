@@ -176,3 +176,34 @@ async fn a_peer_on_the_same_host_gets_a_host_local_connection_too() {
     );
     assert_eq!(sent("tcp"), 0, "the network connection idles: {info}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_plain_threads_are_written_over_tcp() {
+    let server = Rpc::new();
+    server.set_name("server").unwrap();
+    server.add_transport(TcpTransport::default());
+    server
+        .define_deferred(
+            "later",
+            |responder: rpc_core::Responder<Vec<u8>>, n: usize| {
+                // The answer is written from this plain thread, outside any
+                // runtime; large ones must still go out whole.
+                std::thread::spawn(move || responder.ok(vec![7u8; n]));
+            },
+        )
+        .unwrap();
+    let addr = server.listen("tcp://127.0.0.1:0").await.unwrap();
+    let client = Rpc::new();
+    client.add_transport(TcpTransport::default());
+    client
+        .connect(addr.as_str())
+        .unwrap()
+        .established(LONG)
+        .await
+        .unwrap();
+    for n in [0usize, 10, 100_000, 8 << 20] {
+        let got: Vec<u8> = client.call("server", "later", &n).await.unwrap();
+        assert_eq!(got.len(), n);
+        assert!(got.iter().all(|&b| b == 7));
+    }
+}
