@@ -5,6 +5,7 @@
 //! - [`TransportError`] is what a [`Transport`](crate::Transport) reports.
 //!   Backend-specific causes are boxed in [`TransportError::Backend`].
 //! - [`CodecError`] is what the wire codec and the body codec report.
+//! - [`BulkError`] is why an access to an exposed bulk region was refused.
 
 use std::io;
 use std::time::Duration;
@@ -115,6 +116,48 @@ pub enum Error {
     /// A transport failed.
     #[error("transport error: {0}")]
     Transport(#[from] TransportError),
+    /// A bulk transfer ([`Rpc::bulk_pull`](crate::Rpc::bulk_pull),
+    /// [`Rpc::bulk_push`](crate::Rpc::bulk_push)) was refused: the handle is
+    /// unknown to its owner, read-only, or the range is outside the region.
+    #[error("bulk transfer with {peer} refused: {error}")]
+    Bulk {
+        /// The peer that owns the region.
+        peer: String,
+        /// Why.
+        #[source]
+        error: BulkError,
+    },
+}
+
+/// Why a bulk access to an exposed region was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum BulkError {
+    /// No region is exposed under this id (never exposed, unexposed, or
+    /// exposed by an earlier run of the owner).
+    #[error("no region {id} is exposed")]
+    UnknownHandle {
+        /// The handle's id.
+        id: u64,
+    },
+    /// The region was exposed read-only, and a push was attempted.
+    #[error("region {id} is read-only")]
+    ReadOnly {
+        /// The handle's id.
+        id: u64,
+    },
+    /// The range is not inside the region.
+    #[error("{len} bytes at offset {offset} are outside region {id} of {size} bytes")]
+    OutOfRange {
+        /// The handle's id (0 for a region not exposed).
+        id: u64,
+        /// The offset asked for.
+        offset: u64,
+        /// The length asked for.
+        len: u64,
+        /// The region's length.
+        size: u64,
+    },
 }
 
 /// A failed transport operation.

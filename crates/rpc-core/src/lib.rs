@@ -35,8 +35,9 @@ pub mod wire;
 
 pub use body::Blob;
 pub use engine::{
-    CallContext, CallFuture, CallOptions, Canceller, Config, Connecting, ConnectionDebug,
-    DebugInfo, FunctionDebug, HandlerError, PeerDebug, Provider, Queue, Responder, Rpc,
+    BulkHandle, BulkMode, BulkRegion, CallContext, CallFuture, CallOptions, Canceller, Config,
+    Connecting, ConnectionDebug, DebugInfo, FunctionDebug, HandlerError, PeerDebug, Provider,
+    Queue, Responder, Rpc,
 };
-pub use error::{CodecError, Error, TransportError};
-pub use transport::{Address, MemNetwork, MemTransport, Transport};
+pub use error::{BulkError, CodecError, Error, TransportError};
+pub use transport::{Address, BulkTransport, MemNetwork, MemTransport, Transport};

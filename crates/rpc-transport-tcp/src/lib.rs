@@ -12,7 +12,9 @@
 //!   that many small frames coalesce into one write; large bodies and
 //!   attachments go out from their own buffers with vectored writes.
 //! - Receiving decodes into one reused read buffer and hands out bodies and
-//!   attachments as slices of it, without copying. A frame over the
+//!   small attachments as slices of it, without copying. Attachments of
+//!   64 KiB or more are read straight into buffers of their own, aligned to
+//!   64 bytes, so that tensors arrive viewable in place. A frame over the
 //!   receiver's limit is rejected from its header, before any room is made
 //!   for it, and ends that connection only.
 //! - Sockets are configured through [`TcpConfig`] (`TCP_NODELAY`, buffer
@@ -54,7 +56,8 @@
 //! - `listener`: binding and accepting.
 //! - `conn`: an established connection and its split into two halves.
 //! - `sink`: the sending half, with coalescing and vectored writes.
-//! - `stream`: the receiving half, with the zero-copy decoder loop.
+//! - `stream`: the receiving half, with the zero-copy decoder loop and
+//!   aligned direct reads of large attachments.
 
 mod addr;
 mod config;

@@ -1,24 +1,37 @@
-//! The receiving half: bytes into one reused read buffer, frames out of it.
+//! The receiving half: frames out of one reused read buffer, large
+//! attachments straight into buffers of their own.
+//!
+//! The head of each frame (and its body, and its small attachments) is
+//! decoded from a reused read buffer, and handed out as slices of it. An
+//! attachment of at least [`DIRECT_MIN`] bytes is read from the socket
+//! directly into a freshly allocated buffer aligned to [`ALIGN`] bytes, so
+//! that a tensor is viewable in place and never copied after the kernel's
+//! copy. Only the bytes of it that arrived with an earlier read (at most
+//! one read's worth) are copied over from the read buffer.
 
 use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
-use rpc_core::TransportError;
+use bytes::{Bytes, BytesMut};
 use rpc_core::transport::FrameStream;
-use rpc_core::wire::{Frame, FrameCodec};
+use rpc_core::wire::{Frame, FrameCodec, FrameHead};
+use rpc_core::{CodecError, TransportError};
 use socket2::SockRef;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio_util::codec::Decoder;
 
-/// How much room a read is given at least. The decoder reserves the exact
-/// size of a large frame itself once its header has arrived.
+/// How much room a read is given at least. Room for a large body is made
+/// once its frame's head has arrived.
 const READ_BUF_LEN: usize = 64 << 10;
 /// Below this much spare room, the buffer is grown before reading.
 const MIN_READ_ROOM: usize = 4 << 10;
+/// Attachments of at least this many bytes are read into their own buffer.
+pub(crate) const DIRECT_MIN: usize = 64 << 10;
+/// The alignment of those buffers: a cache line, and enough for any
+/// element type (and for SIMD loads).
+pub(crate) const ALIGN: usize = 64;
 
 /// The receiving half of a TCP connection.
 pub(crate) struct TcpFrameStream {
@@ -30,6 +43,138 @@ pub(crate) struct TcpFrameStream {
     buf: BytesMut,
     /// How long to poll before sleeping; see `TcpConfig::spin`.
     spin: Duration,
+    /// The frame being received, once its head is decoded. Kept here, not
+    /// in the `recv` future, so that a dropped `recv` loses nothing.
+    partial: Option<Partial>,
+}
+
+/// A frame whose head is decoded and whose payload is arriving.
+struct Partial {
+    head: FrameHead,
+    /// The payload's parts received so far: the body, then attachments.
+    parts: Vec<Bytes>,
+    /// The large attachment being read into its own buffer.
+    direct: Option<AlignedBuf>,
+}
+
+/// What a partial frame waits for.
+enum Need {
+    /// This many more bytes in the read buffer.
+    Buffered(usize),
+    /// Bytes read into the direct buffer.
+    Direct,
+}
+
+/// A buffer whose data starts at an address that is a multiple of
+/// [`ALIGN`], filled by reads, built without `unsafe`: a `Vec` with
+/// `ALIGN - 1` spare bytes, of which the data uses the aligned part.
+struct AlignedBuf {
+    vec: Vec<u8>,
+    start: usize,
+    len: usize,
+    filled: usize,
+}
+
+impl AlignedBuf {
+    /// A zeroed buffer of `len` bytes. (Large zeroed allocations come from
+    /// fresh pages of the OS and cost no writes.)
+    fn new(len: usize) -> Self {
+        let vec = vec![0u8; len + ALIGN - 1];
+        let start = vec.as_ptr().align_offset(ALIGN).min(ALIGN - 1);
+        Self {
+            vec,
+            start,
+            len,
+            filled: 0,
+        }
+    }
+
+    /// The part not yet filled.
+    fn unfilled(&mut self) -> &mut [u8] {
+        &mut self.vec[self.start + self.filled..self.start + self.len]
+    }
+
+    fn is_full(&self) -> bool {
+        self.filled == self.len
+    }
+
+    fn into_bytes(self) -> Bytes {
+        let (start, len) = (self.start, self.len);
+        Bytes::from_owner(self.vec).slice(start..start + len)
+    }
+}
+
+impl Partial {
+    /// The length of part `i`: the body, then each attachment.
+    fn part_len(&self, i: usize) -> usize {
+        match i {
+            0 => self.head.body_len(),
+            i => self.head.attachment_lens()[i - 1],
+        }
+    }
+
+    fn part_count(&self) -> usize {
+        1 + self.head.attachment_lens().len()
+    }
+
+    /// Whether part `i` is read into its own buffer.
+    fn is_direct(&self, i: usize) -> bool {
+        i > 0 && self.part_len(i) >= DIRECT_MIN
+    }
+
+    /// Takes what `buf` holds of the payload; returns the frame once it is
+    /// complete, or what it waits for.
+    fn advance(&mut self, buf: &mut BytesMut) -> Result<Frame, Need> {
+        // The common case: a frame without large attachments, all of it
+        // in the buffer. One split, and slices of it.
+        if self.parts.is_empty() && !(1..self.part_count()).any(|i| self.is_direct(i)) {
+            let total = self.head.payload_len();
+            if buf.len() < total {
+                return Err(Need::Buffered(total - buf.len()));
+            }
+            let bytes = buf.split_to(total).freeze();
+            let mut at = 0;
+            for i in 0..self.part_count() {
+                let len = self.part_len(i);
+                self.parts.push(bytes.slice(at..at + len));
+                at += len;
+            }
+        }
+        while self.parts.len() < self.part_count() {
+            let i = self.parts.len();
+            let len = self.part_len(i);
+            if self.is_direct(i) {
+                let direct = self.direct.get_or_insert_with(|| AlignedBuf::new(len));
+                // Bytes that arrived with an earlier read are copied over;
+                // the rest is read straight into the buffer.
+                let take = buf.len().min(len - direct.filled);
+                if take > 0 {
+                    direct.unfilled()[..take].copy_from_slice(&buf.split_to(take));
+                    direct.filled += take;
+                }
+                if !direct.is_full() {
+                    return Err(Need::Direct);
+                }
+                if let Some(done) = self.direct.take() {
+                    self.parts.push(done.into_bytes());
+                }
+            } else if buf.len() >= len {
+                self.parts.push(buf.split_to(len).freeze());
+            } else {
+                return Err(Need::Buffered(len - buf.len()));
+            }
+        }
+        let mut parts = std::mem::take(&mut self.parts).into_iter();
+        let body = parts.next().unwrap_or_default();
+        Ok(self.head.clone().into_frame(body, parts.collect()))
+    }
+
+    /// How many bytes of the frame arrived, for the error at a torn end.
+    fn received(&self) -> usize {
+        self.head.head_len()
+            + self.parts.iter().map(Bytes::len).sum::<usize>()
+            + self.direct.as_ref().map_or(0, |d| d.filled)
+    }
 }
 
 impl TcpFrameStream {
@@ -40,6 +185,7 @@ impl TcpFrameStream {
             codec: FrameCodec::new(max_frame_len),
             buf: BytesMut::with_capacity(READ_BUF_LEN),
             spin,
+            partial: None,
         }
     }
 
@@ -53,6 +199,7 @@ impl TcpFrameStream {
             let _ = SockRef::from(reader.as_ref()).shutdown(Shutdown::Both);
         }
         self.buf = BytesMut::new();
+        self.partial = None;
         error
     }
 }
@@ -81,38 +228,94 @@ async fn poll_for(
     }
 }
 
+/// Like [`poll_for`], reading into a plain slice.
+async fn poll_into(
+    reader: &OwnedReadHalf,
+    dst: &mut [u8],
+    spin: Duration,
+) -> Option<io::Result<usize>> {
+    if spin.is_zero() {
+        return None;
+    }
+    let start = Instant::now();
+    loop {
+        match reader.try_read(dst) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            read => return Some(read),
+        }
+        if start.elapsed() >= spin {
+            return None;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 #[async_trait]
 impl FrameStream for TcpFrameStream {
-    // Cancel safe: bytes enter `buf` only when a read completes, and
-    // decoding never awaits, so a dropped future loses nothing.
+    // Cancel safe: bytes enter `buf` or the direct buffer only when a read
+    // completes, everything received is kept in `self`, and decoding never
+    // awaits, so a dropped future loses nothing.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
             let Some(reader) = self.reader.as_mut() else {
                 return Err(TransportError::Closed);
             };
-            let read = match self.codec.decode(&mut self.buf) {
-                Ok(Some(frame)) => return Ok(Some(frame)),
-                Ok(None) => {
-                    if self.buf.capacity() - self.buf.len() < MIN_READ_ROOM {
-                        self.buf.reserve(READ_BUF_LEN);
+            if self.partial.is_none() {
+                match self.codec.decode_head(&mut self.buf) {
+                    Ok(Some(head)) => {
+                        self.partial = Some(Partial {
+                            head,
+                            parts: Vec::new(),
+                            direct: None,
+                        })
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(self.fail(e)),
+                }
+            }
+            let need = match self.partial.as_mut().map(|p| p.advance(&mut self.buf)) {
+                Some(Ok(frame)) => {
+                    self.partial = None;
+                    return Ok(Some(frame));
+                }
+                Some(Err(need)) => need,
+                None => Need::Buffered(0),
+            };
+            let read = match need {
+                Need::Buffered(more) => {
+                    // Within the frame limit, which the head was checked
+                    // against, so room for it may be made now.
+                    let room = more.max(MIN_READ_ROOM);
+                    if self.buf.capacity() - self.buf.len() < room {
+                        self.buf.reserve(more.max(READ_BUF_LEN));
                     }
                     match poll_for(reader, &mut self.buf, self.spin).await {
                         Some(read) => read,
                         None => reader.read_buf(&mut self.buf).await,
                     }
                 }
-                Err(e) => return Err(self.fail(e)),
+                Need::Direct => {
+                    let Some(direct) = self.partial.as_mut().and_then(|p| p.direct.as_mut()) else {
+                        continue;
+                    };
+                    let read = match poll_into(reader, direct.unfilled(), self.spin).await {
+                        Some(read) => read,
+                        None => reader.read(direct.unfilled()).await,
+                    };
+                    if let Ok(n) = read {
+                        direct.filled += n;
+                    }
+                    read
+                }
             };
             match read {
                 Ok(0) => {
-                    return match self.codec.decode_eof(&mut self.buf) {
-                        Ok(None) => {
-                            self.reader = None;
-                            Ok(None)
-                        }
-                        Ok(Some(frame)) => Ok(Some(frame)),
-                        Err(e) => Err(self.fail(e)),
-                    };
+                    let left = self.buf.len() + self.partial.as_ref().map_or(0, Partial::received);
+                    if self.partial.is_none() && left == 0 {
+                        self.reader = None;
+                        return Ok(None);
+                    }
+                    return Err(self.fail(CodecError::Truncated(left).into()));
                 }
                 Ok(_) => {}
                 Err(e) => return Err(self.fail(TransportError::io("read", e))),

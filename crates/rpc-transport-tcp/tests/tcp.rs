@@ -380,3 +380,53 @@ async fn custom_socket_options_apply() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn large_attachments_arrive_whole_and_64_byte_aligned() {
+    within(async {
+        let opts = ConnOptions::default();
+        let mut listener = listen("tcp://127.0.0.1:0", &opts).await;
+        let mut raw = tokio::net::TcpStream::connect(listener.local_addr().rest())
+            .await
+            .unwrap();
+        let (_, mut rx) = listener.accept().await.unwrap().split();
+
+        // Large and small attachments mixed, with a small frame after, all
+        // trickling in small writes so that reads split them anywhere.
+        let pattern = |len: usize, seed: u8| -> Bytes {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect()
+        };
+        let mut big = Frame::new(FrameKind::Response, 9);
+        big.body = pattern(300, 1);
+        big.attachments = vec![
+            pattern(10, 2),
+            pattern(200 << 10, 3),
+            pattern(64 << 10, 4),
+            Bytes::new(),
+            pattern((64 << 10) - 1, 5),
+            pattern(1 << 20, 6),
+        ];
+        let mut bytes = BytesMut::new();
+        let mut codec = FrameCodec::new(u64::MAX);
+        codec.encode(big.clone(), &mut bytes).unwrap();
+        codec.encode(small_frame(10), &mut bytes).unwrap();
+        let writer = tokio::spawn(async move {
+            for chunk in bytes.chunks(7919) {
+                raw.write_all(chunk).await.unwrap();
+            }
+            raw.shutdown().await.unwrap();
+        });
+
+        let got = rx.recv().await.unwrap().unwrap();
+        assert_eq!(got, big);
+        for a in got.attachments.iter().filter(|a| a.len() >= 64 << 10) {
+            assert_eq!(a.as_ptr() as usize % 64, 0, "a large attachment is aligned");
+        }
+        assert_eq!(rx.recv().await.unwrap(), Some(small_frame(10)));
+        assert_eq!(rx.recv().await.unwrap(), None);
+        writer.await.unwrap();
+    })
+    .await;
+}

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{BulkError, Error};
 
 /// The engine protocol spoken inside control frames. Bumped when the
 /// handshake changes incompatibly.
@@ -13,6 +13,10 @@ pub(crate) const ENGINE_PROTOCOL: u32 = 1;
 pub(crate) const RESERVED_PREFIX: &str = "__rpc.";
 /// The built-in method that asks a peer to shut down.
 pub(crate) const SHUTDOWN_METHOD: &str = "__rpc.shutdown";
+/// The built-in method that reads from an exposed bulk region.
+pub(crate) const BULK_PULL_METHOD: &str = "__rpc.bulk.pull";
+/// The built-in method that writes into an exposed bulk region.
+pub(crate) const BULK_PUSH_METHOD: &str = "__rpc.bulk.push";
 
 /// The body of a [`FrameKind::Control`](crate::wire::FrameKind::Control) frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +88,8 @@ pub(crate) enum WireError {
     },
     /// The frame was routed to a peer this callee cannot reach.
     NoSuchPeer(String),
+    /// A bulk access was refused.
+    Bulk(BulkError),
 }
 
 impl WireError {
@@ -121,6 +127,7 @@ impl WireError {
             Self::ShuttingDown => Error::ShutDown,
             Self::TooLarge { len, max } => Error::FrameTooLarge { len, max },
             Self::NoSuchPeer(peer) => Error::NoSuchPeer { peer },
+            Self::Bulk(error) => Error::Bulk { peer, error },
         }
     }
 }

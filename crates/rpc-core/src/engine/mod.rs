@@ -5,6 +5,7 @@
 //! - `mod.rs`: [`Rpc`], its shared state and the public API for naming,
 //!   transports, listening, connecting and shutdown.
 //! - `define.rs`: registering handlers ([`Provider`]).
+//! - `bulk.rs`: bulk transfers ([`BulkRegion`], [`BulkHandle`]).
 //! - `call.rs`: making calls ([`CallFuture`], [`CallOptions`]).
 //! - `handler.rs`: handler kinds, [`Responder`], [`CallContext`].
 //! - `queue.rs`: [`Queue`] for `define_queue`.
@@ -13,6 +14,7 @@
 //! - `control.rs`: the engine's own messages.
 //! - `debug.rs`: [`DebugInfo`].
 
+mod bulk;
 mod call;
 mod config;
 mod conn;
@@ -34,6 +36,7 @@ use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use bulk::{BulkHandle, BulkMode, BulkRegion};
 pub use call::{CallFuture, CallOptions, Canceller};
 pub use config::Config;
 pub use debug::{ConnectionDebug, DebugInfo, FunctionDebug, PeerDebug};
@@ -123,6 +126,7 @@ pub(crate) struct Inner {
     next_conn: AtomicU64,
     runtime: tokio::runtime::Handle,
     owned_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    bulk: bulk::BulkTable,
 }
 
 impl Rpc {
@@ -172,6 +176,7 @@ impl Rpc {
             next_conn: AtomicU64::new(1),
             runtime,
             owned_runtime: Mutex::new(owned),
+            bulk: bulk::BulkTable::default(),
         });
         Self {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
@@ -503,6 +508,8 @@ impl Inner {
         let method = frame.method.clone().unwrap_or_else(|| Arc::from(""));
         let lookup = if conn::is_shutdown_method(&method) {
             Ok(self.shutdown_registration())
+        } else if let Some(reg) = bulk::registration(self, &method) {
+            Ok(reg)
         } else {
             self.lookup(&method, frame.provider)
         };

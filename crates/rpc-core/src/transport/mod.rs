@@ -153,6 +153,67 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
         addr: &Address,
         opts: &ConnOptions,
     ) -> Result<Box<dyn Connection>, TransportError>;
+
+    /// The transport's bulk level, if it has one: how it moves exposed
+    /// regions ([`Rpc::expose`](crate::Rpc::expose)) without framing them,
+    /// by mapping (shared memory) or by RDMA (InfiniBand). The default is
+    /// `None`, and the engine then copies bulk data through frames, as
+    /// attachments.
+    fn bulk(&self) -> Option<&dyn BulkTransport> {
+        None
+    }
+}
+
+/// The bulk level of a [`Transport`]: moves bytes of a region a peer
+/// exposed without framing them.
+///
+/// Contract:
+///
+/// - [`register`](Self::register) is called once per exposed region and
+///   transport, on the owner; the descriptor it returns travels to peers
+///   inside the [`BulkHandle`](crate::BulkHandle), and is opaque to the
+///   engine. `None` leaves the region to the framed copy.
+/// - [`get`](Self::get) and [`put`](Self::put) run on the peer holding the
+///   handle. The engine has checked the range against the handle's length
+///   and, for `put`, that the handle is writable; the owner's side must
+///   still check both against the region itself, since a handle can be
+///   forged. `Ok(None)` / `Ok(false)` mean "not from here" (say, no
+///   connection of this transport to the owner): the engine then uses the
+///   framed copy, as it also does after an `Err`.
+/// - [`deregister`](Self::deregister) is called when the region is
+///   unexposed; later accesses must fail.
+#[async_trait]
+pub trait BulkTransport: Send + Sync + fmt::Debug {
+    /// Makes the region exposed under `id` reachable by this transport, and
+    /// returns its descriptor, or `None` to leave it to the framed copy.
+    fn register(
+        &self,
+        id: u64,
+        region: &crate::BulkRegion,
+        mode: crate::BulkMode,
+    ) -> Option<bytes::Bytes>;
+
+    /// Forgets the region registered under `id`.
+    fn deregister(&self, id: u64);
+
+    /// Reads `len` bytes at `offset` of the region `descriptor` describes,
+    /// owned by the peer named `owner`.
+    async fn get(
+        &self,
+        owner: &str,
+        descriptor: &[u8],
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<bytes::Bytes>, TransportError>;
+
+    /// Writes `data` at `offset` of the region `descriptor` describes.
+    async fn put(
+        &self,
+        owner: &str,
+        descriptor: &[u8],
+        offset: u64,
+        data: bytes::Bytes,
+    ) -> Result<bool, TransportError>;
 }
 
 /// A bound listener that accepts connections.

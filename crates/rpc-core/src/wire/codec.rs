@@ -19,8 +19,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::{
-    Frame, FrameKind, HEADER_LEN, MAGIC, MAX_ATTACHMENTS, MAX_METHODS_PER_CONNECTION, MAX_NAME_LEN,
-    Route, VERSION,
+    Frame, FrameHead, FrameKind, HEADER_LEN, MAGIC, MAX_ATTACHMENTS, MAX_METHODS_PER_CONNECTION,
+    MAX_NAME_LEN, Route, VERSION,
 };
 use crate::error::{CodecError, TransportError};
 
@@ -291,6 +291,83 @@ impl FrameCodec {
         Ok(Some(Pending { head, total }))
     }
 
+    /// Decodes the head of the frame at the front of `src`: the fixed
+    /// header, the names and the attachment length table, which it consumes.
+    /// The body and the attachments are left in `src` (or still on their
+    /// way): the caller reads them where it wants, for example each large
+    /// attachment straight into a buffer of its own, and then builds the
+    /// frame with [`FrameHead::into_frame`].
+    ///
+    /// `Ok(None)` while the head is incomplete; nothing is consumed then.
+    /// The whole frame's size is checked against the limit before the head
+    /// is returned, so the caller may allocate the announced lengths. The
+    /// errors are those of [`decode`](Decoder::decode); after one, the
+    /// stream is unusable.
+    ///
+    /// ```
+    /// use bytes::{Bytes, BytesMut};
+    /// use rpc_core::wire::{Frame, FrameCodec, FrameKind};
+    /// use tokio_util::codec::Encoder;
+    ///
+    /// let mut frame = Frame::new(FrameKind::Response, 3);
+    /// frame.body = Bytes::from_static(b"body");
+    /// frame.attachments = vec![Bytes::from(vec![7; 100])];
+    /// let mut buf = BytesMut::new();
+    /// FrameCodec::new(1 << 20).encode(frame.clone(), &mut buf)?;
+    ///
+    /// let mut codec = FrameCodec::new(1 << 20);
+    /// let head = codec.decode_head(&mut buf)?.expect("the head is there");
+    /// assert_eq!((head.body_len(), head.attachment_lens()), (4, &[100][..]));
+    /// let body = buf.split_to(4).freeze();
+    /// let attachment = buf.split_to(100).freeze();
+    /// assert_eq!(head.into_frame(body, vec![attachment]), frame);
+    /// # Ok::<_, rpc_core::TransportError>(())
+    /// ```
+    pub fn decode_head(&mut self, src: &mut BytesMut) -> Result<Option<FrameHead>, TransportError> {
+        let Pending { head, .. } = match self.pending.take() {
+            Some(p) => p,
+            None => match self.size_frame(src)? {
+                Some(p) => p,
+                None => return Ok(None),
+            },
+        };
+        // `size_frame` found the names and the table in `src`. Check the
+        // names before consuming anything.
+        let method_end = HEADER_LEN + head.method_len;
+        let src_end = method_end + head.src_len;
+        let names_end = src_end + head.dst_len;
+        let method = self.resolve_method(&head, &src[HEADER_LEN..method_end])?;
+        let route = if head.flags & FLAG_ROUTE != 0 {
+            Some(Route {
+                src: utf8(&src[method_end..src_end])?.into(),
+                dst: utf8(&src[src_end..names_end])?.into(),
+                hops_left: head.hops_left,
+            })
+        } else {
+            None
+        };
+        let table_end = names_end + 8 * head.count;
+        let mut table = &src[names_end..table_end];
+        // The sum of these lengths was checked to fit in `total`, a usize,
+        // so the casts are lossless.
+        let attachment_lens = (0..head.count)
+            .map(|_| table.get_u64_le() as usize)
+            .collect();
+        src.advance(table_end);
+        Ok(Some(FrameHead {
+            kind: head.kind,
+            request_id: head.request_id,
+            provider: head.provider,
+            method,
+            deadline: (head.flags & FLAG_DEADLINE != 0)
+                .then(|| Duration::from_micros(head.deadline_us)),
+            route,
+            head_len: table_end,
+            body_len: head.body_len as usize,
+            attachment_lens,
+        }))
+    }
+
     fn check_len(&self, len: u64) -> Result<(), TransportError> {
         if len > self.max_frame_len {
             Err(TransportError::FrameTooLarge {
@@ -402,12 +479,12 @@ impl Decoder for FrameCodec {
     type Error = TransportError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, TransportError> {
-        let Pending { head, total } = match self.pending {
-            Some(p) => p,
+        let total = match self.pending {
+            Some(p) => p.total,
             None => match self.size_frame(src)? {
                 Some(p) => {
                     self.pending = Some(p);
-                    p
+                    p.total
                 }
                 None => return Ok(None),
             },
@@ -417,49 +494,21 @@ impl Decoder for FrameCodec {
             src.reserve(total - src.len());
             return Ok(None);
         }
-        self.pending = None;
-
-        // Check the names before consuming anything.
-        let method_end = HEADER_LEN + head.method_len;
-        let src_end = method_end + head.src_len;
-        let names_end = src_end + head.dst_len;
-        let method = self.resolve_method(&head, &src[HEADER_LEN..method_end])?;
-        let route = if head.flags & FLAG_ROUTE != 0 {
-            Some(Route {
-                src: utf8(&src[method_end..src_end])?.into(),
-                dst: utf8(&src[src_end..names_end])?.into(),
-                hops_left: head.hops_left,
-            })
-        } else {
-            None
+        // The head is sized (`pending` is set), so this never needs more
+        // bytes; `None` cannot come back.
+        let Some(head) = self.decode_head(src)? else {
+            return Ok(None);
         };
-
-        let bytes = src.split_to(total).freeze();
-        let mut table = &bytes[names_end..names_end + 8 * head.count];
-        let mut at = names_end + 8 * head.count;
-        let body_end = at + head.body_len as usize;
-        let body = bytes.slice(at..body_end);
-        at = body_end;
-        let mut attachments = Vec::with_capacity(head.count);
-        for _ in 0..head.count {
-            // The sum of these lengths was checked to fit in `total`, so
-            // neither the cast nor the slicing can fail.
-            let end = at + table.get_u64_le() as usize;
-            attachments.push(bytes.slice(at..end));
-            at = end;
+        let bytes = src.split_to(head.payload_len()).freeze();
+        let mut at = head.body_len;
+        let body = bytes.slice(..at);
+        let mut attachments = Vec::with_capacity(head.attachment_lens.len());
+        for &len in &head.attachment_lens {
+            // The lengths add up to the payload's, checked against the limit.
+            attachments.push(bytes.slice(at..at + len));
+            at += len;
         }
-
-        Ok(Some(Frame {
-            kind: head.kind,
-            request_id: head.request_id,
-            provider: head.provider,
-            method,
-            deadline: (head.flags & FLAG_DEADLINE != 0)
-                .then(|| Duration::from_micros(head.deadline_us)),
-            route,
-            body,
-            attachments,
-        }))
+        Ok(Some(head.into_frame(body, attachments)))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, TransportError> {

@@ -3,6 +3,10 @@
 //! A [`Frame`] is one message between two peers: a header, a serde body and
 //! zero or more out-of-band attachments. Transports move whole frames;
 //! byte-stream transports (TCP) turn them into bytes with [`FrameCodec`].
+//! A transport that wants to place payloads itself (say, each large
+//! attachment in an aligned buffer of its own) decodes only the head with
+//! [`FrameCodec::decode_head`], reads the payload, and builds the frame with
+//! [`FrameHead::into_frame`].
 //!
 //! # Frame layout (version 1, all integers little-endian)
 //!
@@ -174,5 +178,68 @@ impl Frame {
     /// The number of payload bytes: body plus attachments.
     pub fn payload_len(&self) -> u64 {
         self.body.len() as u64 + self.attachments.iter().map(|a| a.len() as u64).sum::<u64>()
+    }
+}
+
+/// The head of a frame whose payload (body and attachments) is yet to be
+/// read, from [`FrameCodec::decode_head`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameHead {
+    kind: FrameKind,
+    request_id: u64,
+    provider: u16,
+    method: Option<Arc<str>>,
+    deadline: Option<Duration>,
+    route: Option<Route>,
+    head_len: usize,
+    body_len: usize,
+    attachment_lens: Vec<usize>,
+}
+
+impl FrameHead {
+    /// What the frame is for.
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    /// The frame's request id.
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// The number of bytes the head took on the wire.
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+
+    /// The length of the body, which follows the head on the wire.
+    pub fn body_len(&self) -> usize {
+        self.body_len
+    }
+
+    /// The length of each attachment, in order; they follow the body.
+    pub fn attachment_lens(&self) -> &[usize] {
+        &self.attachment_lens
+    }
+
+    /// The number of bytes after the head: body plus attachments.
+    pub fn payload_len(&self) -> usize {
+        self.body_len + self.attachment_lens.iter().sum::<usize>()
+    }
+
+    /// The frame, with its body and attachments as read by the caller. The
+    /// buffers should have the lengths the head announced; they are taken
+    /// as given.
+    pub fn into_frame(self, body: Bytes, attachments: Vec<Bytes>) -> Frame {
+        Frame {
+            kind: self.kind,
+            request_id: self.request_id,
+            provider: self.provider,
+            method: self.method,
+            deadline: self.deadline,
+            route: self.route,
+            body,
+            attachments,
+        }
     }
 }

@@ -369,3 +369,43 @@ fn golden_bytes() {
     ];
     assert_eq!(&buf[..], expect);
 }
+
+#[test]
+fn decode_head_consumes_the_head_only() {
+    let frames = [
+        with(frame(FrameKind::Request, 1), |f| {
+            f.route = route("a", "bc", 2);
+            f.body = Bytes::from_static(b"body");
+            f.attachments = vec![Bytes::from_static(b"xy"), Bytes::new()];
+        }),
+        // The method is interned now: the second head carries only its id.
+        with(frame(FrameKind::Request, 2), |f| {
+            f.body = Bytes::from_static(b"b")
+        }),
+    ];
+    let mut all = encode_all(&mut FrameCodec::new(MAX), &frames);
+    let mut dec = FrameCodec::new(MAX);
+    for f in &frames {
+        let head_len = f.wire_len() as usize - f.payload_len() as usize;
+        // Fed one byte at a time, the head appears once all of it is there.
+        let mut buf = BytesMut::new();
+        let head = loop {
+            buf.put_u8(all.split_to(1)[0]);
+            if let Some(head) = dec.decode_head(&mut buf).unwrap() {
+                break head;
+            }
+        };
+        assert!(buf.is_empty(), "the head is consumed, nothing more");
+        assert_eq!(head.kind(), FrameKind::Request);
+        assert_eq!(head.request_id(), f.request_id);
+        assert!(head.head_len() <= head_len);
+        assert_eq!(head.body_len(), f.body.len());
+        let lens: Vec<usize> = f.attachments.iter().map(Bytes::len).collect();
+        assert_eq!(head.attachment_lens(), &lens[..]);
+        assert_eq!(head.payload_len(), f.payload_len() as usize);
+        let body = all.split_to(head.body_len()).freeze();
+        let atts = lens.iter().map(|&n| all.split_to(n).freeze()).collect();
+        assert_eq!(&head.into_frame(body, atts), f);
+    }
+    assert!(all.is_empty());
+}
