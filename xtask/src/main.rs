@@ -2,8 +2,9 @@
 //!
 //! `cargo xtask ci` runs every check CI runs, in the order CI runs them, and
 //! stops at the first failure. `cargo xtask deps` runs only the
-//! dependency-rule check. The tidy checks are plain `#[test]`s in
-//! `tidy`, so `cargo test` runs them too.
+//! dependency-rule check. `cargo xtask bench` runs the benchmarks against
+//! the floors and the peers (`crates/rpc-bench`). The tidy checks are plain
+//! `#[test]`s in `tidy`, so `cargo test` runs them too.
 //!
 //! This crate deliberately does **not** reimplement cargo: each step shells
 //! out to `cargo` and prints the command first, so a failing step can be
@@ -11,11 +12,13 @@
 //!
 //! # Layout
 //!
+//! - [`bench`](mod@bench): building and running `rpc-bench`, recording its report.
 //! - [`ci`]: the ordered list of CI steps and the runner with its timings.
 //! - [`deps`]: the dependency rules as a table, checked against
 //!   `cargo metadata` and each member's `cargo tree`.
 //! - `tidy` (tests only): source hygiene checks written as `#[test]`s.
 
+mod bench;
 mod ci;
 mod deps;
 #[cfg(test)]
@@ -42,20 +45,47 @@ struct Cli {
 /// The subcommands of `cargo xtask`.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every CI step in order (fmt, clippy, test, doc, deps, bench),
-    /// stopping at the first failure.
-    // Flags that add slower suites (`--loom`, `--ib`, `--netns`) belong on
-    // this variant once those suites exist.
-    Ci,
+    /// Run every CI step in order (fmt, clippy, test, doc, deps, bench, a
+    /// compile of the loom models), stopping at the first failure.
+    // Flags that add slower suites (`--ib`, `--netns`) belong on this
+    // variant once those suites exist.
+    Ci {
+        /// Also run the loom models of the shared-memory ring.
+        #[arg(long)]
+        loom: bool,
+    },
     /// Check only the dependency rules (who may depend on whom).
     Deps,
+    /// Build `rpc-bench` in release mode and run it: ours beside the raw
+    /// floors, tarpc and tonic; writes target/bench/summary.json.
+    Bench {
+        /// Few samples and short waits (under two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Leave placement to the scheduler instead of pinning client and
+        /// servers to separate CPUs.
+        #[arg(long)]
+        no_pin: bool,
+        /// Write the report into BENCHMARKS.md (full runs only).
+        #[arg(long)]
+        record: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Ci => ci::run(),
+        Command::Ci { loom } => ci::run(loom),
         Command::Deps => deps::run(),
+        Command::Bench {
+            quick,
+            no_pin,
+            record,
+        } => bench::run(&bench::Options {
+            quick,
+            no_pin,
+            record,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

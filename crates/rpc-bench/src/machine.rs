@@ -1,0 +1,399 @@
+//! The machine around the benchmark: other processes' CPU use, waiting for
+//! quiet, the idle mode, and a description of the machine for the report.
+//!
+//! The method is the one of the TCP criterion bench
+//! (`crates/rpc-transport-tcp/benches/tcp.rs`), extended to count our own
+//! server processes as ours rather than as background.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+
+/// The share of the machine other processes may use while we measure.
+pub(crate) const QUIET: f64 = 0.10;
+
+/// The server processes this run started: their CPU time is ours, not
+/// background.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Counts `pid`'s CPU time as ours from now on.
+pub(crate) fn adopt(pid: u32) {
+    lock_children().push(pid);
+}
+
+/// Stops counting `pid` (it is about to end).
+pub(crate) fn disown(pid: u32) {
+    lock_children().retain(|&p| p != pid);
+}
+
+fn lock_children() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    // A panic while holding this lock leaves a plain Vec behind, still
+    // usable.
+    CHILDREN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Measures how much CPU other processes use, from `/proc/stat` and the
+/// `stat` files of this process and its servers (Linux only; elsewhere it
+/// reports 0).
+pub(crate) struct CpuMeter {
+    machine: Option<(u64, u64)>,
+    own: Vec<(u32, u64)>,
+}
+
+impl CpuMeter {
+    /// Starts measuring.
+    pub(crate) fn start() -> Self {
+        Self {
+            machine: machine_ticks(),
+            own: own_ticks(),
+        }
+    }
+
+    /// The share of all CPUs' time since [`start`](Self::start) that
+    /// processes other than ours used.
+    pub(crate) fn background(&self) -> f64 {
+        let Some((busy0, total0)) = self.machine else {
+            return 0.0;
+        };
+        let Some((busy1, total1)) = machine_ticks() else {
+            return 0.0;
+        };
+        // Only processes seen at both ends count as ours: one that ended in
+        // between has no end figure.
+        let now = own_ticks();
+        let ours: u64 = self
+            .own
+            .iter()
+            .filter_map(|&(pid, before)| {
+                let after = now.iter().find(|&&(p, _)| p == pid)?.1;
+                Some(after.saturating_sub(before))
+            })
+            .sum();
+        let total = total1.saturating_sub(total0).max(1);
+        let others = busy1.saturating_sub(busy0).saturating_sub(ours);
+        others as f64 / total as f64
+    }
+}
+
+/// Busy and total clock ticks of all CPUs (the first line of `/proc/stat`).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq;
+    Some((busy, busy + idle + iowait + steal))
+}
+
+/// Clock ticks run so far by this process and each of its servers.
+fn own_ticks() -> Vec<(u32, u64)> {
+    let mut pids = vec![std::process::id()];
+    pids.extend(lock_children().iter().copied());
+    pids.into_iter()
+        .filter_map(|pid| Some((pid, process_ticks(pid)?)))
+        .collect()
+}
+
+/// Clock ticks process `pid` (all its threads) has run.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_process_ticks(&stat)
+}
+
+/// utime + stime from the text of a `/proc/PID/stat` file.
+fn parse_process_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command name, which may hold spaces and parentheses:
+    // state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Waits, up to `max`, until other processes use at most [`QUIET`] of the
+/// machine over half a second; returns the last share seen.
+pub(crate) fn wait_for_quiet(max: Duration) -> f64 {
+    let start = Instant::now();
+    loop {
+        let meter = CpuMeter::start();
+        std::thread::sleep(Duration::from_millis(500));
+        let background = meter.background();
+        if background <= QUIET || start.elapsed() >= max {
+            return background;
+        }
+    }
+}
+
+/// The CPUs this process may run on, in order (Linux only; empty if they
+/// cannot be told).
+pub(crate) fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
+    let ok = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) };
+    if ok != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, within the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Binds the calling thread, and the threads it starts from now on, to
+/// `cpu`.
+pub(crate) fn pin_to(cpu: usize) -> Result<()> {
+    anyhow::ensure!(cpu < libc::CPU_SETSIZE as usize, "no CPU {cpu}");
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE, within the set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) } != 0 {
+        return Err(std::io::Error::last_os_error()).context(format!("pinning to CPU {cpu}"));
+    }
+    Ok(())
+}
+
+/// The environment variable that tells a server process its CPU.
+pub(crate) const CPU_VAR: &str = "RPC_BENCH_CPU";
+
+/// Where the client and the servers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// The client on one CPU, every server on another.
+    Pinned {
+        /// The client's CPU.
+        client: usize,
+        /// The servers' CPU.
+        server: usize,
+    },
+    /// Wherever the scheduler puts them.
+    Free,
+}
+
+impl Placement {
+    /// Pins this thread (the client) and returns the placement: client on
+    /// the first allowed CPU and servers on the second, or [`Free`] with
+    /// `pin` false or fewer than two CPUs.
+    ///
+    /// [`Free`]: Self::Free
+    pub(crate) fn choose(pin: bool) -> Result<Self> {
+        let cpus = allowed_cpus();
+        let (true, &[client, server, ..]) = (pin, cpus.as_slice()) else {
+            return Ok(Self::Free);
+        };
+        pin_to(client)?;
+        Ok(Self::Pinned { client, server })
+    }
+
+    /// The server CPU, for [`CPU_VAR`].
+    pub(crate) fn server_cpu(self) -> Option<usize> {
+        match self {
+            Self::Pinned { server, .. } => Some(server),
+            Self::Free => None,
+        }
+    }
+
+    /// How the report describes it.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Self::Pinned { client, server } => {
+                format!("client pinned to CPU {client}, every server process to CPU {server}")
+            }
+            Self::Free => "not pinned: the scheduler places client and servers".to_owned(),
+        }
+    }
+}
+
+/// Whether idle CPUs halt (the VM default) or poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleMode {
+    /// Idle CPUs halt; every wake-up from sleep pays for it.
+    Halt,
+    /// `/dev/cpu_dma_latency` is held at 0: idle CPUs poll.
+    Poll,
+}
+
+impl IdleMode {
+    /// The name in the summary: `"halt"` or `"poll"`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Halt => "halt",
+            Self::Poll => "poll",
+        }
+    }
+}
+
+/// The PM QoS file that holds idle CPUs out of deep states while open.
+const CPU_DMA_LATENCY: &str = "/dev/cpu_dma_latency";
+
+/// Holds `/dev/cpu_dma_latency` at 0 while the returned file is open, so
+/// that idle CPUs poll instead of halting. Fails without root.
+pub(crate) fn hold_poll_idle() -> Result<File> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(CPU_DMA_LATENCY)
+        .with_context(|| format!("opening {CPU_DMA_LATENCY} for writing"))?;
+    file.write_all(&0i32.to_ne_bytes())
+        .with_context(|| format!("writing 0 to {CPU_DMA_LATENCY}"))?;
+    Ok(file)
+}
+
+/// Whether another process holds `/dev/cpu_dma_latency` open: then idle
+/// CPUs may poll even in the halt half, and what it measures is not halt.
+pub(crate) fn latency_held_elsewhere() -> bool {
+    let me = std::process::id();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    processes.flatten().any(|process| {
+        let pid = process
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok());
+        if pid.is_none_or(|pid| pid == me) {
+            return false;
+        }
+        let Ok(fds) = std::fs::read_dir(process.path().join("fd")) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| target == Path::new(CPU_DMA_LATENCY))
+        })
+    })
+}
+
+/// Lines describing the machine and the run, for the top of the report.
+pub(crate) fn describe(modes: &[IdleMode], placement: Placement) -> Vec<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut command = String::from("rpc-bench");
+    for arg in &args {
+        command.push(' ');
+        command.push_str(arg);
+    }
+    let mut lines = vec![format!("date: {} UTC; `{command}`", utc_now())];
+    if let Some(uname) = command_line("uname", &["-a"]) {
+        lines.push(format!("uname -a: {uname}"));
+    }
+    // Not `available_parallelism`: this thread is pinned to one CPU by now.
+    // SAFETY: sysconf only reads a system setting.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let model = cpu_model().unwrap_or_else(|| "unknown CPU".into());
+    lines.push(format!("CPU: {model}, {cpus} CPUs online"));
+    let idle = read_trimmed("/sys/devices/system/cpu/cpuidle/current_driver")
+        .unwrap_or_else(|| "none".into());
+    let halt_poll = read_trimmed("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .map(|ns| format!(", guest_halt_poll_ns={ns}"))
+        .unwrap_or_default();
+    let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+    lines.push(format!(
+        "cpuidle driver: {idle}{halt_poll}; idle modes measured: {}",
+        names.join(", ")
+    ));
+    lines.push(format!("placement: {}", placement.describe()));
+    let mut versions = vec![format!("rpc-bench {}", env!("CARGO_PKG_VERSION"))];
+    versions.extend(crate::report::peer_versions());
+    if let Some(rustc) = command_line("rustc", &["-V"]) {
+        versions.push(rustc);
+    }
+    lines.push(format!("versions: {}", versions.join(", ")));
+    lines
+}
+
+/// The first line a command prints, if it runs.
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(text.lines().next()?.trim().to_owned()).filter(|l| !l.is_empty())
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    Some(std::fs::read_to_string(path).ok()?.trim().to_owned())
+}
+
+/// The `model name` of the first CPU in `/proc/cpuinfo`.
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+        .map(|(_, model)| model.trim().to_owned())
+}
+
+/// Now, as `YYYY-MM-DD HH:MM`.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format_utc(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM` (UTC).
+fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_utc(secs: u64, expect: &str) {
+        assert_eq!(format_utc(secs), expect);
+    }
+
+    #[test]
+    fn formats_utc_dates() {
+        check_utc(0, "1970-01-01 00:00");
+        check_utc(951_782_400, "2000-02-29 00:00");
+        check_utc(1_795_312_800, "2026-11-22 02:00");
+        check_utc(4_107_542_399, "2100-02-28 23:59");
+    }
+
+    #[track_caller]
+    fn check_ticks(stat: &str, expect: Option<u64>) {
+        assert_eq!(parse_process_ticks(stat), expect);
+    }
+
+    #[test]
+    fn parses_process_ticks() {
+        check_ticks(
+            "42 (rpc-bench) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0",
+            Some(12),
+        );
+        check_ticks(
+            "42 (a b) c) R 1 42 42 0 -1 0 0 0 0 0 30 12 0 0 20 0 1 0",
+            Some(42),
+        );
+        check_ticks("42 (short) S 1", None);
+        check_ticks("garbage", None);
+    }
+}
