@@ -59,6 +59,8 @@
 //! - `stream`: the receiving half, with the zero-copy decoder loop and
 //!   aligned direct reads of large attachments.
 
+#![forbid(unsafe_code)]
+
 mod addr;
 mod config;
 mod conn;
