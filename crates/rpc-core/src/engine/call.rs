@@ -5,6 +5,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -300,12 +301,14 @@ async fn call_raw(
     tracing::Span::current().record("request_id", id);
     frame.request_id = id;
     frame.deadline = Some(remaining(deadline, Instant::now()));
+    conn.calls_waiting.fetch_add(1, Ordering::Relaxed);
     let guard = CancelOnDrop {
         inner,
         conn: &conn,
         id,
     };
-    conn.send(frame);
+    let _waiting = Waiting(&conn);
+    conn.send_request(frame);
     let outcome = tokio::time::timeout_at(deadline, rx).await;
     match outcome {
         Ok(Ok(answer)) => {
@@ -320,6 +323,15 @@ async fn call_raw(
         }
         // The guard sends the cancel as it drops.
         Err(_) => Err(timed_out()),
+    }
+}
+
+/// Counts a call as waiting on its connection while it lives.
+struct Waiting<'a>(&'a ConnHandle);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.calls_waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -2,10 +2,11 @@
 //! the clean-up that fails its pending calls.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +36,8 @@ pub(crate) struct ConnHandle {
     pub local: bool,
     /// Frames queued on this connection, for `debug_info`.
     pub frames_sent: AtomicU64,
+    /// Our calls waiting for an answer on this connection.
+    pub calls_waiting: AtomicUsize,
     outbox: Arc<Outbox>,
     /// Fires when the connection closes (or the engine shuts down): the
     /// reader loop ends on it.
@@ -49,6 +52,18 @@ impl ConnHandle {
     pub(crate) fn send(&self, frame: Frame) {
         self.frames_sent.fetch_add(1, Ordering::Relaxed);
         self.outbox.push(frame);
+    }
+
+    /// Sends a request of ours. With no other call waiting it is written at
+    /// once (latency); with others waiting, a task writes it together with
+    /// whatever else is queued by then (throughput).
+    pub(crate) fn send_request(&self, frame: Frame) {
+        self.frames_sent.fetch_add(1, Ordering::Relaxed);
+        if self.calls_waiting.load(Ordering::Relaxed) > 1 {
+            self.outbox.push_deferred(frame);
+        } else {
+            self.outbox.push(frame);
+        }
     }
 
     /// Whether the connection has closed.
@@ -104,6 +119,7 @@ pub(crate) async fn run_connection(
         opened: Instant::now(),
         local: inner.locality_of(info.transport) == Locality::SameHost,
         frames_sent: AtomicU64::new(0),
+        calls_waiting: AtomicUsize::new(0),
         outbox,
         closed,
     });
@@ -283,35 +299,81 @@ async fn read_loop(
         };
         match frame.kind {
             FrameKind::Request | FrameKind::OneWay => {
-                // Answers given inline are written once, after the dispatch.
+                // Answers given inline are written once, after the dispatch
+                // of every request that has already arrived: under load, one
+                // write carries many answers.
                 let writer = conn.outbox.try_become_writer();
                 on_request(inner, conn, frame, incoming);
+                let mut end = None;
+                while end.is_none() {
+                    let Some(next) = stream.recv().now_or_never() else {
+                        break;
+                    };
+                    end = match next {
+                        Ok(Some(more)) if more.kind.has_method() => {
+                            on_request(inner, conn, more, incoming);
+                            None
+                        }
+                        Ok(Some(more)) => on_other(inner, conn, more, incoming),
+                        Ok(None) => Some(ReadEnd::Closed),
+                        Err(e) => {
+                            tracing::warn!(peer = %conn.peer, "closing connection: {e}");
+                            Some(ReadEnd::Error)
+                        }
+                    };
+                }
                 if writer {
                     conn.outbox.finish_owned();
                 }
-            }
-            FrameKind::Response | FrameKind::Error => {
-                if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
-                    let _ = waiter.send(Ok(frame));
+                if let Some(end) = end {
+                    return end;
                 }
             }
-            FrameKind::Cancel => {
-                if let Some(token) = lock(incoming).remove(&frame.request_id) {
-                    token.cancel();
+            _ => {
+                if let Some(end) = on_other(inner, conn, frame, incoming) {
+                    return end;
                 }
             }
-            FrameKind::Control => match body::decode::<Control>(&frame.body, &frame.attachments) {
-                Ok(Control::Goodbye) => return ReadEnd::Goodbye,
-                Ok(Control::Reject(r)) => return ReadEnd::Rejected(r),
-                Ok(Control::Hello(_)) => {
-                    tracing::warn!(peer = %conn.peer, "ignoring a second hello")
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %conn.peer, "closing connection: bad control frame: {e}");
-                    return ReadEnd::Error;
-                }
-            },
         }
+    }
+}
+
+/// Handles a frame that is not a request; `Some` if the connection ends.
+fn on_other(
+    inner: &Arc<Inner>,
+    conn: &Arc<ConnHandle>,
+    frame: Frame,
+    incoming: &IncomingTable,
+) -> Option<ReadEnd> {
+    match frame.kind {
+        FrameKind::Request | FrameKind::OneWay => {
+            on_request(inner, conn, frame, incoming);
+            None
+        }
+        FrameKind::Response | FrameKind::Error => {
+            if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
+                let _ = waiter.send(Ok(frame));
+            }
+            None
+        }
+        FrameKind::Cancel => {
+            if let Some(token) = lock(incoming).remove(&frame.request_id) {
+                token.cancel();
+            }
+            None
+        }
+        FrameKind::Control => match body::decode::<Control>(&frame.body, &frame.attachments) {
+            Ok(Control::Goodbye) => Some(ReadEnd::Goodbye),
+            Ok(Control::Reject(r)) => Some(ReadEnd::Rejected(r)),
+            Ok(Control::Hello(_)) => {
+                tracing::warn!(peer = %conn.peer, "ignoring a second hello");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(peer = %conn.peer, "closing connection: bad control frame: {e}");
+                Some(ReadEnd::Error)
+            }
+        },
     }
 }
 

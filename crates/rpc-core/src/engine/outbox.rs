@@ -73,6 +73,16 @@ impl Outbox {
         }
     }
 
+    /// Queues a frame to be written soon by a task rather than now: under
+    /// load, the frames queued until that task runs go out in one write.
+    pub(crate) fn push_deferred(self: &Arc<Self>, frame: Frame) {
+        lock(&self.queue).push_back(frame);
+        if self.try_become_writer() {
+            self.tracker
+                .spawn_on(self.clone().write_queue(), &self.runtime);
+        }
+    }
+
     /// Becomes the writer if nobody is. The reader takes the role before it
     /// dispatches a request, so that answers given inline are written once,
     /// together, after it.
