@@ -5,16 +5,19 @@
 //! each case, in forward order on even rounds and backward on odd ones
 //! (ABBA), so that noise and drift hit every case of the group alike and
 //! their ratios hold. Before a group the harness waits for other processes
-//! to go quiet; a group during which they used more than
-//! [`QUIET`](machine::QUIET) of the machine is measured again (in full
-//! runs), and the quieter attempt is kept.
+//! to go quiet. A disturbed group (other processes took more than
+//! [`QUIET`](machine::QUIET) of the machine, or the hypervisor did in the
+//! poll half, or another process held `/dev/cpu_dma_latency` in the halt
+//! half) is measured again in full runs, and the less disturbed attempt is
+//! kept. [`Settings::group_cap`] and [`Settings::budget`] bound how long
+//! that may take.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tokio::runtime::Runtime;
 
-use crate::machine::{self, CpuMeter, IdleMode};
+use crate::machine::{self, CpuMeter, IdleMode, Usage};
 use crate::report::Record;
 
 /// One round trip at a time: a latency case.
@@ -272,8 +275,12 @@ pub(crate) fn rate_group(
 /// What disturbed one attempt at a group.
 #[derive(Clone, Copy, Debug)]
 struct Disturbance {
-    /// The share of the machine other processes used.
-    background: f64,
+    /// What other processes and the hypervisor took.
+    usage: Usage,
+    /// Whether it was a halt attempt: then our own wake-ups of halted
+    /// vCPUs show as steal (the hypervisor runs the woken vCPU late), so
+    /// steal says nothing about others.
+    halt: bool,
     /// Whether another process held `/dev/cpu_dma_latency` during a halt
     /// attempt, so that idle CPUs may have polled.
     latency_held_elsewhere: bool,
@@ -282,7 +289,16 @@ struct Disturbance {
 impl Disturbance {
     /// Whether the attempt can stand.
     fn acceptable(self) -> bool {
-        self.background <= machine::QUIET && !self.latency_held_elsewhere
+        self.taken() <= machine::QUIET && !self.latency_held_elsewhere
+    }
+
+    /// The share of the machine others took, as far as it can be told.
+    fn taken(self) -> f64 {
+        if self.halt {
+            self.usage.others
+        } else {
+            self.usage.others.max(self.usage.steal)
+        }
     }
 
     /// Whether this attempt is to be kept rather than `other`: one in the
@@ -291,11 +307,11 @@ impl Disturbance {
         if self.latency_held_elsewhere != other.latency_held_elsewhere {
             return !self.latency_held_elsewhere;
         }
-        self.background < other.background
+        self.taken() < other.taken()
     }
 
     fn note(self, record: &mut Record) {
-        record.background = Some(self.background);
+        record.usage = Some(self.usage);
         record.latency_held_elsewhere = self.latency_held_elsewhere;
     }
 }
@@ -352,11 +368,12 @@ fn attempt_quietly<T>(
         .quiet_wait
         .min(ctx.deadline.saturating_duration_since(Instant::now()));
     let before = machine::wait_for_quiet(wait);
-    if before > machine::QUIET {
+    if !before.quiet() {
         eprintln!(
-            "[{}] {title}: others still use {:.0} % of the CPUs after waiting {:.0} s; measuring anyway",
+            "[{}] {title}: others still take {:.0} % of the CPUs (steal {:.0} %) after waiting {:.0} s; measuring anyway",
             ctx.mode.name(),
-            before * 100.0,
+            before.others * 100.0,
+            before.steal * 100.0,
             wait.as_secs_f64(),
         );
     }
@@ -369,17 +386,19 @@ fn attempt_quietly<T>(
     let started = Instant::now();
     let result = measure(&mut watch);
     let disturbance = Disturbance {
-        background: meter.background(),
+        usage: meter.usage(),
+        halt: ctx.mode == IdleMode::Halt,
         latency_held_elsewhere: {
             watch.look();
             watch.held
         },
     };
     eprintln!(
-        "[{}] {title}: attempt {attempt}, {:.1} s, other processes' CPU {:.0} %{}",
+        "[{}] {title}: attempt {attempt}, {:.1} s, other processes' CPU {:.0} %, steal {:.0} %{}",
         ctx.mode.name(),
         started.elapsed().as_secs_f64(),
-        disturbance.background * 100.0,
+        disturbance.usage.others * 100.0,
+        disturbance.usage.steal * 100.0,
         if disturbance.latency_held_elsewhere {
             ", /dev/cpu_dma_latency held by another process"
         } else {

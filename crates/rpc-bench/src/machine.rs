@@ -39,11 +39,28 @@ fn lock_children() -> std::sync::MutexGuard<'static, Vec<u32>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Measures how much CPU other processes use, from `/proc/stat` and the
-/// `stat` files of this process and its servers (Linux only; elsewhere it
-/// reports 0).
+/// What others took of the machine over a while, as shares of all CPUs'
+/// time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Usage {
+    /// Time other processes ran (our servers are not others).
+    pub(crate) others: f64,
+    /// Time our vCPUs wanted to run but the hypervisor ran something else.
+    pub(crate) steal: f64,
+}
+
+impl Usage {
+    /// Whether both stay within [`QUIET`].
+    pub(crate) fn quiet(self) -> bool {
+        self.others <= QUIET && self.steal <= QUIET
+    }
+}
+
+/// Measures how much CPU other processes and the hypervisor take, from
+/// `/proc/stat` and the `stat` files of this process and its servers
+/// (Linux only; elsewhere it reports nothing taken).
 pub(crate) struct CpuMeter {
-    machine: Option<(u64, u64)>,
+    machine: Option<Ticks>,
     own: Vec<(u32, u64)>,
 }
 
@@ -56,14 +73,10 @@ impl CpuMeter {
         }
     }
 
-    /// The share of all CPUs' time since [`start`](Self::start) that
-    /// processes other than ours used.
-    pub(crate) fn background(&self) -> f64 {
-        let Some((busy0, total0)) = self.machine else {
-            return 0.0;
-        };
-        let Some((busy1, total1)) = machine_ticks() else {
-            return 0.0;
+    /// What others took since [`start`](Self::start).
+    pub(crate) fn usage(&self) -> Usage {
+        let (Some(before), Some(after)) = (self.machine, machine_ticks()) else {
+            return Usage::default();
         };
         // Only processes seen at both ends count as ours: one that ended in
         // between has no end figure.
@@ -76,14 +89,29 @@ impl CpuMeter {
                 Some(after.saturating_sub(before))
             })
             .sum();
-        let total = total1.saturating_sub(total0).max(1);
-        let others = busy1.saturating_sub(busy0).saturating_sub(ours);
-        others as f64 / total as f64
+        let total = after.total.saturating_sub(before.total).max(1) as f64;
+        let others = after.busy.saturating_sub(before.busy).saturating_sub(ours);
+        let steal = after.steal.saturating_sub(before.steal);
+        Usage {
+            others: others as f64 / total,
+            steal: steal as f64 / total,
+        }
     }
 }
 
-/// Busy and total clock ticks of all CPUs (the first line of `/proc/stat`).
-fn machine_ticks() -> Option<(u64, u64)> {
+/// Clock ticks of all CPUs together.
+#[derive(Clone, Copy, Debug)]
+struct Ticks {
+    /// Running anything.
+    busy: u64,
+    /// Stolen by the hypervisor.
+    steal: u64,
+    /// All of them.
+    total: u64,
+}
+
+/// The first line of `/proc/stat`.
+fn machine_ticks() -> Option<Ticks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<u64> = stat
         .lines()
@@ -98,7 +126,11 @@ fn machine_ticks() -> Option<(u64, u64)> {
         return None;
     };
     let busy = user + nice + system + irq + softirq;
-    Some((busy, busy + idle + iowait + steal))
+    Some(Ticks {
+        busy,
+        steal,
+        total: busy + idle + iowait + steal,
+    })
 }
 
 /// Clock ticks run so far by this process and each of its servers.
@@ -126,16 +158,17 @@ fn parse_process_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Waits, up to `max`, until other processes use at most [`QUIET`] of the
-/// machine over half a second; returns the last share seen.
-pub(crate) fn wait_for_quiet(max: Duration) -> f64 {
+/// Waits, up to `max`, until other processes and the hypervisor take at
+/// most [`QUIET`] of the machine over half a second; returns the last usage
+/// seen.
+pub(crate) fn wait_for_quiet(max: Duration) -> Usage {
     let start = Instant::now();
     loop {
         let meter = CpuMeter::start();
         std::thread::sleep(Duration::from_millis(500));
-        let background = meter.background();
-        if background <= QUIET || start.elapsed() >= max {
-            return background;
+        let usage = meter.usage();
+        if usage.quiet() || start.elapsed() >= max {
+            return usage;
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::machine::IdleMode;
+use crate::machine::{IdleMode, Usage};
 
 /// The result of one case in one idle mode: an element of
 /// `target/bench/summary.json`.
@@ -28,10 +28,10 @@ pub(crate) struct Record {
     pub(crate) gib_per_s: Option<f64>,
     /// Round trips, copies or calls timed.
     pub(crate) samples: u64,
-    /// The share of the machine other processes used while the case's
+    /// What other processes and the hypervisor took while the case's
     /// group ran (report only).
     #[serde(skip)]
-    pub(crate) background: Option<f64>,
+    pub(crate) usage: Option<Usage>,
     /// Whether another process held `/dev/cpu_dma_latency` while a halt
     /// group ran (report only).
     #[serde(skip)]
@@ -52,7 +52,7 @@ impl Record {
             ops_per_s: None,
             gib_per_s: None,
             samples: 0,
-            background: None,
+            usage: None,
             latency_held_elsewhere: false,
             note: None,
         }
@@ -115,30 +115,34 @@ fn mode_title(mode: IdleMode) -> &'static str {
 }
 
 fn table(out: &mut String, rows: &[&Record]) {
-    out.push_str("| case | p50 µs | p99 µs | calls/s | GiB/s | samples | others' CPU |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| case | p50 µs | p99 µs | calls/s | GiB/s | samples | others' CPU | steal |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         if let Some(note) = &r.note {
-            let _ = writeln!(out, "| {} | {note} | | | | {} | |", r.case, r.samples);
+            let _ = writeln!(out, "| {} | {note} | | | | {} | | |", r.case, r.samples);
             continue;
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.case,
             opt(r.p50_us, micros),
             opt(r.p99_us, micros),
             opt(r.ops_per_s, rate),
             opt(r.gib_per_s, |g| format!("{g:.2}")),
             r.samples,
-            opt(r.background, |b| {
+            opt(r.usage.map(|u| u.others), |others| {
                 let held = if r.latency_held_elsewhere {
                     " (idle polling held by another process)"
                 } else {
                     ""
                 };
-                format!("{:.0} %{held}", b * 100.0)
+                format!("{:.0} %{held}", others * 100.0)
             }),
+            opt(r.usage.map(|u| u.steal), |steal| format!(
+                "{:.0} %",
+                steal * 100.0
+            )),
         );
     }
 }
@@ -387,7 +391,7 @@ mod tests {
         let mut record = Record::new("ours/tcp/echo/8B", IdleMode::Poll);
         record.p50_us = Some(12.5);
         record.samples = 3;
-        record.background = Some(0.01);
+        record.usage = Some(Usage::default());
         let json = serde_json::to_string(&[record]).unwrap();
         assert_eq!(
             json,
