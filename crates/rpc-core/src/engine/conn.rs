@@ -1,4 +1,5 @@
-//! One connection's life: handshake, the reader loop, the writer task, and
+//! One connection's life: handshake, the reader loop (which also writes the
+//! answers of handlers that finish inline, see `outbox.rs`), and
 //! the clean-up that fails its pending calls.
 
 use std::collections::HashMap;
