@@ -53,6 +53,15 @@ pub enum Error {
         /// The name that was looked for.
         peer: String,
     },
+    /// No path leads to the peer: membership knows it is gone, a relay has
+    /// no route onward, or the hop limit was reached.
+    #[error("peer {peer:?} is unreachable: {reason}")]
+    Unreachable {
+        /// The peer that was called.
+        peer: String,
+        /// Why, and where on the path.
+        reason: String,
+    },
     /// The remote handler returned an error or panicked.
     #[error("remote error from {peer}::{function}: {message}")]
     Remote {

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::conn::ConnHandle;
 use super::control::WireError;
 use super::handler::{ReplyTo, lock};
+use super::route::resolve;
 use super::{Inner, Rpc};
 use crate::body;
 use crate::error::Error;
@@ -265,7 +266,8 @@ impl Rpc {
             return Ok(());
         }
         let deadline = Instant::now() + opts.timeout.unwrap_or_else(|| inner.timeout());
-        let conn = wait_for_peer(inner, peer, deadline).await?;
+        let (conn, route) = resolve(inner, peer, deadline).await?;
+        frame.route = route;
         check_size(&conn, &frame)?;
         conn.send(frame);
         Ok(())
@@ -294,7 +296,8 @@ async fn call_raw(
             .await
             .ok_or_else(timed_out)?;
     }
-    let conn = wait_for_peer(inner, peer, deadline).await?;
+    let (conn, route) = resolve(inner, peer, deadline).await?;
+    frame.route = route;
     check_size(&conn, &frame)?;
     let (tx, rx) = oneshot::channel();
     let id = lock(&inner.pending).insert(conn.id, tx);
@@ -336,10 +339,10 @@ impl Drop for Waiting<'_> {
 }
 
 /// Tells the callee to stop when the caller gives up (drop or timeout).
-struct CancelOnDrop<'a> {
-    inner: &'a Inner,
-    conn: &'a Arc<ConnHandle>,
-    id: u64,
+pub(crate) struct CancelOnDrop<'a> {
+    pub(crate) inner: &'a Inner,
+    pub(crate) conn: &'a Arc<ConnHandle>,
+    pub(crate) id: u64,
 }
 
 impl Drop for CancelOnDrop<'_> {
@@ -368,39 +371,6 @@ async fn call_local(
         Ok(Ok(answer)) => Some(answer),
         Ok(Err(_)) => Some(Err(Error::ShutDown)),
         Err(_) => None,
-    }
-}
-
-/// A live connection to `peer`, waiting for one until `deadline`.
-async fn wait_for_peer(
-    inner: &Inner,
-    peer: &str,
-    deadline: Instant,
-) -> Result<Arc<ConnHandle>, Error> {
-    // The common case: connected already, no need to wait.
-    if let Some(conn) = inner.peers.pick(peer) {
-        return Ok(conn);
-    }
-    loop {
-        let changed = inner.peer_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        if inner.is_shut() {
-            return Err(Error::ShutDown);
-        }
-        if let Some(conn) = inner.peers.pick(peer) {
-            return Ok(conn);
-        }
-        tokio::select! {
-            () = changed => {}
-            () = tokio::time::sleep_until(deadline) => {
-                return Err(if inner.peers.known(peer) {
-                    Error::Disconnected { peer: peer.to_owned() }
-                } else {
-                    Error::NoSuchPeer { peer: peer.to_owned() }
-                });
-            }
-        }
     }
 }
 

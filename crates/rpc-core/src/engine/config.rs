@@ -39,6 +39,13 @@ pub struct Config {
     pub reconnect_min: Duration,
     /// The longest reconnect delay. Default: 5 s.
     pub reconnect_max: Duration,
+    /// How many relays a routed call may pass through (see
+    /// [`Router`](crate::Router)). Default: 8.
+    pub max_hops: u8,
+    /// How much of a call's deadline budget each relay keeps for the
+    /// answer's way back: the budget shrinks by this much per hop, and a
+    /// relay refuses a call whose budget is smaller. Default: 1 ms.
+    pub hop_reserve: Duration,
 }
 
 impl Default for Config {
@@ -52,6 +59,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
+            max_hops: 8,
+            hop_reserve: Duration::from_millis(1),
         }
     }
 }

@@ -12,10 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD, WireError};
-use super::handler::{
-    CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, error_frame, lock,
-};
+use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD};
+use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock};
 use super::outbox::Outbox;
 use super::signal::Signal;
 use crate::body;
@@ -134,7 +132,7 @@ pub(crate) async fn run_connection(
         // Shutdown began after the handshake's check: end at once.
         handle.stop();
     }
-    inner.peer_changed.notify_waiters();
+    inner.bump_peers();
     if direction == Direction::Outbound && !handle.local {
         upgrade_to_host_local(&inner, &hello);
     }
@@ -159,7 +157,7 @@ pub(crate) async fn run_connection(
     for (_, token) in lock(&incoming).drain() {
         token.cancel();
     }
-    inner.peer_changed.notify_waiters();
+    inner.bump_peers();
     tracing::debug!(peer = %peer, conn = handle.id, "connection down: {end:?}");
     match end {
         ReadEnd::Rejected(reject) => Err(reject_error(reject)),
@@ -384,16 +382,20 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
     } else {
         ReplyTo::Nobody
     };
-    if let Some(route) = frame.route.as_ref().filter(|r| *r.dst != *inner.name()) {
-        // Relaying belongs to discovery; a bare engine only serves itself.
-        if let ReplyTo::Conn(c) = reply {
-            c.send(error_frame(
-                frame.request_id,
-                &WireError::NoSuchPeer(route.dst.to_string()),
-            ));
-        }
+    if frame
+        .route
+        .as_ref()
+        .is_some_and(|r| *r.dst != *inner.name())
+    {
+        super::route::relay(inner, conn, frame, incoming);
         return;
     }
+    // A routed request comes from the envelope's source, not from the relay
+    // that handed it over.
+    let peer = frame
+        .route
+        .as_ref()
+        .map_or_else(|| conn.peer.clone(), |r| r.src.clone());
     // A request's token joins the connection's table (where cancel frames and
     // the connection's end reach it) only if its handler does not finish
     // inline; one-way calls follow the engine's shutdown.
@@ -402,7 +404,7 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
     } else {
         (inner.shutdown.child_token(), None)
     };
-    inner.dispatch(conn.peer.clone(), frame, reply, token, tracked);
+    inner.dispatch(peer, frame, reply, token, tracked);
 }
 
 /// Keeps an outbound connection up: connects, runs it, and reconnects with

@@ -90,6 +90,13 @@ pub(crate) enum WireError {
     NoSuchPeer(String),
     /// A bulk access was refused.
     Bulk(BulkError),
+    /// A relay on the way found no path to the destination.
+    Unreachable {
+        /// The destination.
+        peer: String,
+        /// Why, and where.
+        reason: String,
+    },
 }
 
 impl WireError {
@@ -128,6 +135,7 @@ impl WireError {
             Self::TooLarge { len, max } => Error::FrameTooLarge { len, max },
             Self::NoSuchPeer(peer) => Error::NoSuchPeer { peer },
             Self::Bulk(error) => Error::Bulk { peer, error },
+            Self::Unreachable { peer, reason } => Error::Unreachable { peer, reason },
         }
     }
 }

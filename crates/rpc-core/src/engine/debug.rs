@@ -25,6 +25,8 @@ pub struct DebugInfo {
     pub calls_in_flight: usize,
     /// Registered functions and their counters.
     pub functions: Vec<FunctionDebug>,
+    /// Frames relayed for other peers (see [`Router`](crate::Router)).
+    pub relayed: u64,
     /// Whether shutdown has begun.
     pub shut_down: bool,
 }
@@ -134,6 +136,7 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
         peers,
         calls_in_flight: lock(&inner.pending).len(),
         functions,
+        relayed: inner.relayed.load(Ordering::Relaxed),
         shut_down: inner.is_shut(),
     }
 }
@@ -150,6 +153,9 @@ impl fmt::Display for DebugInfo {
         writeln!(f, "  listening:  {}", self.listening.join(", "))?;
         writeln!(f, "  connecting: {}", self.connecting.join(", "))?;
         writeln!(f, "  calls in flight: {}", self.calls_in_flight)?;
+        if self.relayed > 0 {
+            writeln!(f, "  frames relayed: {}", self.relayed)?;
+        }
         writeln!(f, "  peers ({}):", self.peers.len())?;
         for p in &self.peers {
             writeln!(

@@ -25,6 +25,7 @@ mod handler;
 mod outbox;
 mod peers;
 mod queue;
+mod route;
 mod signal;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ pub use debug::{ConnectionDebug, DebugInfo, FunctionDebug, PeerDebug};
 pub use define::Provider;
 pub use handler::{CallContext, HandlerError, Responder};
 pub use queue::Queue;
+pub use route::Router;
 
 use self::control::{Hello, WireError};
 use self::handler::{Counters, Handler, IncomingTable, ReplyTo, lock};
@@ -114,6 +116,11 @@ pub(crate) struct Inner {
     registry: RwLock<HashMap<Arc<str>, HashMap<u16, Registration>>>,
     peers: peers::Peers,
     peer_changed: Notify,
+    /// Grows with every change of the peer table (see `Rpc::peers_generation`).
+    peers_gen: AtomicU64,
+    router: RwLock<Option<Arc<dyn Router>>>,
+    /// Frames relayed for other peers.
+    relayed: AtomicU64,
     pending: Mutex<PendingCalls<Waiter>>,
     listening: Mutex<Vec<Address>>,
     connecting: Mutex<Vec<Address>>,
@@ -166,6 +173,9 @@ impl Rpc {
             registry: RwLock::default(),
             peers: peers::Peers::default(),
             peer_changed: Notify::new(),
+            peers_gen: AtomicU64::new(0),
+            router: RwLock::new(None),
+            relayed: AtomicU64::new(0),
             pending: Mutex::new(PendingCalls::new(rand::random())),
             listening: Mutex::default(),
             connecting: Mutex::default(),
@@ -487,7 +497,7 @@ impl Inner {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
-        self.peer_changed.notify_waiters();
+        self.bump_peers();
         if let Some(rt) = lock(&self.owned_runtime).take() {
             // The runtime may be dropped from one of its own threads, where a
             // blocking drop would panic.

@@ -2,12 +2,13 @@
 //! process. Tests use it to run the engine without sockets, and the
 //! conformance suite runs against it like against every other transport.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     Address, ConnInfo, ConnOptions, Connection, FrameSink, FrameStream, Listener, Locality,
@@ -22,15 +23,58 @@ const CHANNEL_DEPTH: usize = 4096;
 /// A set of in-memory listeners that can reach each other: one simulated
 /// network. Transports made from the same network see each other's
 /// listeners; transports from different networks do not.
+///
+/// For tests of failures, transports can be placed on named hosts
+/// ([`transport_on`](Self::transport_on)); links between hosts can then be
+/// cut and healed, and a host isolated (as if it crashed or its network
+/// failed). Cutting a link resets the connections on it at once, as a
+/// crash would: no goodbye is exchanged.
 #[derive(Clone, Debug, Default)]
 pub struct MemNetwork {
     inner: Arc<NetInner>,
 }
 
+type ListenerEntry = (u64, Option<Arc<str>>, mpsc::UnboundedSender<MemConnection>);
+
 #[derive(Debug, Default)]
 struct NetInner {
-    listeners: Mutex<HashMap<String, (u64, mpsc::UnboundedSender<MemConnection>)>>,
+    listeners: Mutex<HashMap<String, ListenerEntry>>,
+    faults: Mutex<Faults>,
     next_id: AtomicU64,
+}
+
+/// Cut links, isolated hosts, and the live connections between hosts.
+#[derive(Debug, Default)]
+struct Faults {
+    cut: HashSet<(Arc<str>, Arc<str>)>,
+    isolated: HashSet<Arc<str>>,
+    links: Vec<(Arc<str>, Arc<str>, CancellationToken)>,
+}
+
+impl Faults {
+    fn blocked(&self, a: &str, b: &str) -> bool {
+        self.isolated.contains(a)
+            || self.isolated.contains(b)
+            || self.cut.iter().any(|(x, y)| {
+                (x.as_ref() == a && y.as_ref() == b) || (x.as_ref() == b && y.as_ref() == a)
+            })
+    }
+
+    /// Resets every live connection that is now blocked.
+    fn enforce(&mut self) {
+        let mut links = std::mem::take(&mut self.links);
+        links.retain(|(a, b, kill)| {
+            if kill.is_cancelled() {
+                false
+            } else if self.blocked(a, b) {
+                kill.cancel();
+                false
+            } else {
+                true
+            }
+        });
+        self.links = links;
+    }
 }
 
 impl MemNetwork {
@@ -39,9 +83,57 @@ impl MemNetwork {
         Self::default()
     }
 
-    /// A transport attached to this network, serving the `mem` scheme.
+    /// A transport attached to this network, serving the `mem` scheme. It
+    /// is on no host: faults never affect it.
     pub fn transport(&self) -> MemTransport {
-        MemTransport { net: self.clone() }
+        MemTransport {
+            net: self.clone(),
+            host: None,
+        }
+    }
+
+    /// A transport on the simulated host `host`: its listeners and the
+    /// connections it opens are subject to [`cut`](Self::cut) and
+    /// [`isolate`](Self::isolate).
+    pub fn transport_on(&self, host: &str) -> MemTransport {
+        MemTransport {
+            net: self.clone(),
+            host: Some(Arc::from(host)),
+        }
+    }
+
+    /// Cuts the link between hosts `a` and `b`: their connections reset and
+    /// new ones are refused until [`heal`](Self::heal).
+    pub fn cut(&self, a: &str, b: &str) {
+        let mut faults = lock(&self.inner.faults);
+        faults.cut.insert((Arc::from(a), Arc::from(b)));
+        faults.enforce();
+    }
+
+    /// Restores the link between `a` and `b`.
+    pub fn heal(&self, a: &str, b: &str) {
+        lock(&self.inner.faults)
+            .cut
+            .retain(|(x, y)| !((&**x == a && &**y == b) || (&**x == b && &**y == a)));
+    }
+
+    /// Cuts every link of `host`, as if it crashed or lost its network.
+    pub fn isolate(&self, host: &str) {
+        let mut faults = lock(&self.inner.faults);
+        faults.isolated.insert(Arc::from(host));
+        faults.enforce();
+    }
+
+    /// Undoes [`isolate`](Self::isolate).
+    pub fn restore(&self, host: &str) {
+        lock(&self.inner.faults).isolated.remove(host);
+    }
+
+    /// Undoes every cut and isolation.
+    pub fn heal_all(&self) {
+        let mut faults = lock(&self.inner.faults);
+        faults.cut.clear();
+        faults.isolated.clear();
     }
 }
 
@@ -50,6 +142,7 @@ impl MemNetwork {
 #[derive(Clone, Debug)]
 pub struct MemTransport {
     net: MemNetwork,
+    host: Option<Arc<str>>,
 }
 
 impl MemTransport {
@@ -95,7 +188,7 @@ impl Transport for MemTransport {
         let id = self.net.inner.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut listeners = lock(&self.net.inner.listeners);
-            if listeners.get(&name).is_some_and(|(_, l)| !l.is_closed()) {
+            if listeners.get(&name).is_some_and(|(_, _, l)| !l.is_closed()) {
                 return Err(TransportError::io(
                     "bind",
                     std::io::Error::new(
@@ -104,7 +197,7 @@ impl Transport for MemTransport {
                     ),
                 ));
             }
-            listeners.insert(name.clone(), (id, tx));
+            listeners.insert(name.clone(), (id, self.host.clone(), tx));
         }
         Ok(Box::new(MemListener {
             id,
@@ -131,10 +224,24 @@ impl Transport for MemTransport {
                 ),
             )
         };
-        let listener = lock(&self.net.inner.listeners)
+        let (listener, their_host) = lock(&self.net.inner.listeners)
             .get(addr.rest())
-            .map(|(_, tx)| tx.clone())
+            .map(|(_, host, tx)| (tx.clone(), host.clone()))
             .ok_or_else(refused)?;
+        let kill = CancellationToken::new();
+        if let (Some(a), Some(b)) = (&self.host, &their_host) {
+            let mut faults = lock(&self.net.inner.faults);
+            if faults.blocked(a, b) {
+                return Err(refused());
+            }
+            faults.links.push((a.clone(), b.clone(), kill.clone()));
+        } else if let Some(h) = self.host.as_ref().or(their_host.as_ref()) {
+            let mut faults = lock(&self.net.inner.faults);
+            if faults.isolated.contains(h) {
+                return Err(refused());
+            }
+            faults.links.push((h.clone(), h.clone(), kill.clone()));
+        }
         let id = self.net.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let client_name = format!("mem://client-{id}");
         let (to_server, server_rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -147,6 +254,7 @@ impl Transport for MemTransport {
             },
             tx: to_client,
             rx: server_rx,
+            kill: kill.clone(),
             // The listener fills in its own limit when it accepts.
             max_frame_len: u64::MAX,
         };
@@ -159,6 +267,7 @@ impl Transport for MemTransport {
             },
             tx: to_server,
             rx: client_rx,
+            kill,
             max_frame_len: opts.max_frame_len,
         }))
     }
@@ -210,7 +319,7 @@ impl Drop for MemListener {
         // Remove the entry only if it is still ours, not a newer listener's.
         if listeners
             .get(&self.name)
-            .is_some_and(|(id, _)| *id == self.id)
+            .is_some_and(|(id, _, _)| *id == self.id)
         {
             listeners.remove(&self.name);
         }
@@ -223,6 +332,8 @@ struct MemConnection {
     tx: mpsc::Sender<Frame>,
     rx: mpsc::Receiver<Frame>,
     max_frame_len: u64,
+    /// Fires when a simulated fault resets the connection.
+    kill: CancellationToken,
 }
 
 impl Connection for MemConnection {
@@ -232,10 +343,14 @@ impl Connection for MemConnection {
 
     fn split(self: Box<Self>) -> (Box<dyn FrameSink>, Box<dyn FrameStream>) {
         (
-            Box::new(MemSink { tx: Some(self.tx) }),
+            Box::new(MemSink {
+                tx: Some(self.tx),
+                kill: self.kill.clone(),
+            }),
             Box::new(MemStream {
                 rx: Some(self.rx),
                 max_frame_len: self.max_frame_len,
+                kill: self.kill,
             }),
         )
     }
@@ -243,11 +358,25 @@ impl Connection for MemConnection {
 
 struct MemSink {
     tx: Option<mpsc::Sender<Frame>>,
+    kill: CancellationToken,
+}
+
+fn reset() -> TransportError {
+    TransportError::io(
+        "mem",
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated network fault",
+        ),
+    )
 }
 
 #[async_trait]
 impl FrameSink for MemSink {
     async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        if self.kill.is_cancelled() {
+            return Err(reset());
+        }
         let tx = self.tx.as_ref().ok_or(TransportError::Closed)?;
         tx.send(frame).await.map_err(|_| TransportError::Closed)
     }
@@ -268,6 +397,7 @@ impl FrameSink for MemSink {
 struct MemStream {
     rx: Option<mpsc::Receiver<Frame>>,
     max_frame_len: u64,
+    kill: CancellationToken,
 }
 
 #[async_trait]
@@ -276,7 +406,15 @@ impl FrameStream for MemStream {
         let Some(rx) = self.rx.as_mut() else {
             return Err(TransportError::Closed);
         };
-        match rx.recv().await {
+        let next = tokio::select! {
+            biased;
+            () = self.kill.cancelled() => {
+                self.rx = None;
+                return Err(reset());
+            }
+            next = rx.recv() => next,
+        };
+        match next {
             Some(frame) if frame.wire_len() > self.max_frame_len => {
                 // Closing our receiver makes the peer's next feed fail, as a
                 // socket would after we hang up.

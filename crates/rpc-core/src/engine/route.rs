@@ -1,0 +1,295 @@
+//! Name routing: calls to peers with no direct connection, and relaying.
+//!
+//! The engine itself only knows its direct connections. A [`Router`]
+//! (installed by discovery with [`Rpc::set_router`]) names, for a peer that
+//! is not directly connected, the directly connected peer to hand its frames
+//! to. Such a request carries a routing envelope ([`Route`]: source,
+//! destination, hops left).
+//!
+//! A peer that receives a request for someone else relays it: it picks the
+//! next connection the same way (direct, else its router), decrements the
+//! hop count, shrinks the deadline budget by [`Config::hop_reserve`] and
+//! sends it on under a request id of its own. The answer comes back the same
+//! way, through the relay's pending table, so answers need no envelope and
+//! every hop can cancel: a cancel or a lost connection on either side
+//! reaches the other. A relay never sends a frame back to the peer it came
+//! from, and a frame whose hops are used up is refused, so a frame cannot
+//! circle: loops end with [`Error::Unreachable`].
+//!
+//! [`Config::hop_reserve`]: crate::Config::hop_reserve
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::call::CancelOnDrop;
+use super::conn::ConnHandle;
+use super::control::WireError;
+use super::handler::{IncomingTable, error_frame, lock};
+use super::{Inner, Rpc};
+use crate::error::Error;
+use crate::wire::{Frame, FrameKind, Route};
+
+/// Chooses the next hop towards peers that are not directly connected.
+///
+/// Contract:
+/// - [`next_hop`](Self::next_hop) returns the name of a peer this engine
+///   should currently be directly connected to, or `None` when it knows no
+///   path. The engine checks that the connection exists and never forwards
+///   a frame back to the peer it came from.
+/// - [`unreachable`](Self::unreachable) returns a reason when the router
+///   *knows* the peer is gone (for example, membership declared it dead), so
+///   that calls fail at once with [`Error::Unreachable`] instead of waiting
+///   for their deadline. `None` means "unknown or reachable": callers wait
+///   for a route until their deadline.
+/// - Both are called on the engine's hot path for routed frames: they must
+///   not block and should be cheap (a map lookup).
+/// - When its view changes, the router calls [`Rpc::routes_changed`] so that
+///   calls waiting for a route look again.
+pub trait Router: Send + Sync + 'static {
+    /// The directly connected peer to forward frames for `dst` to.
+    fn next_hop(&self, dst: &str) -> Option<Arc<str>>;
+
+    /// Why `dst` cannot be reached, when that is known for sure.
+    fn unreachable(&self, dst: &str) -> Option<String> {
+        let _ = dst;
+        None
+    }
+}
+
+impl Rpc {
+    /// Installs the router that finds paths to peers with no direct
+    /// connection, replacing any earlier one. Without a router, calls reach
+    /// only directly connected peers and routed frames are refused.
+    pub fn set_router(&self, router: Arc<dyn Router>) {
+        *self
+            .inner
+            .router
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(router);
+        self.routes_changed();
+    }
+
+    /// Tells calls waiting for a route that the router's view changed.
+    pub fn routes_changed(&self) {
+        self.inner.bump_peers();
+    }
+
+    /// The names of the peers with a live direct connection, sorted.
+    pub fn connected_peers(&self) -> Vec<String> {
+        self.inner
+            .peers
+            .snapshot()
+            .into_iter()
+            .filter(|(_, _, conns)| !conns.is_empty())
+            .map(|(name, _, _)| name.to_string())
+            .collect()
+    }
+
+    /// A counter that grows whenever a direct connection comes up or goes
+    /// down (or [`routes_changed`](Self::routes_changed) is called).
+    pub fn peers_generation(&self) -> u64 {
+        self.inner.peers_gen.load(Ordering::SeqCst)
+    }
+
+    /// Waits until [`peers_generation`](Self::peers_generation) exceeds
+    /// `seen`, or the engine shuts down; returns the new generation.
+    pub async fn peers_changed(&self, seen: u64) -> u64 {
+        loop {
+            let changed = self.inner.peer_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = self.peers_generation();
+            if now > seen || self.inner.is_shut() {
+                return now;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Inner {
+    fn router(&self) -> Option<Arc<dyn Router>> {
+        self.router
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Counts a change of the peer table and wakes whoever waits on one.
+    pub(crate) fn bump_peers(&self) {
+        self.peers_gen.fetch_add(1, Ordering::SeqCst);
+        self.peer_changed.notify_waiters();
+    }
+
+    /// The connection to send a frame for `dst` on, and the envelope it
+    /// needs if that is not `dst` itself; never the connection to `except`.
+    fn next_conn(
+        &self,
+        dst: &str,
+        except: Option<&str>,
+    ) -> Result<(Arc<ConnHandle>, bool), Option<String>> {
+        if let Some(conn) = self.peers.pick(dst) {
+            return Ok((conn, false));
+        }
+        let Some(router) = self.router() else {
+            return Err(None);
+        };
+        if let Some(hop) = router.next_hop(dst)
+            && Some(&*hop) != except
+            && let Some(conn) = self.peers.pick(&hop)
+        {
+            return Ok((conn, true));
+        }
+        Err(router.unreachable(dst))
+    }
+}
+
+/// The connection to send a call for `peer` on, and its routing envelope if
+/// it goes through a relay. Waits for a connection or a route until
+/// `deadline`; fails at once when the router knows the peer is gone.
+pub(crate) async fn resolve(
+    inner: &Inner,
+    peer: &str,
+    deadline: Instant,
+) -> Result<(Arc<ConnHandle>, Option<Route>), Error> {
+    // The common case: connected already, no need to wait.
+    if let Some(conn) = inner.peers.pick(peer) {
+        return Ok((conn, None));
+    }
+    loop {
+        let changed = inner.peer_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if inner.is_shut() {
+            return Err(Error::ShutDown);
+        }
+        match inner.next_conn(peer, None) {
+            Ok((conn, false)) => return Ok((conn, None)),
+            Ok((conn, true)) => {
+                let route = Route {
+                    src: inner.name(),
+                    dst: Arc::from(peer),
+                    hops_left: inner.config.max_hops,
+                };
+                return Ok((conn, Some(route)));
+            }
+            Err(Some(reason)) => {
+                return Err(Error::Unreachable {
+                    peer: peer.to_owned(),
+                    reason,
+                });
+            }
+            Err(None) => {}
+        }
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(if inner.peers.known(peer) {
+                    Error::Disconnected { peer: peer.to_owned() }
+                } else {
+                    Error::NoSuchPeer { peer: peer.to_owned() }
+                });
+            }
+        }
+    }
+}
+
+/// Relays a request or one-way frame that arrived on `from` for another
+/// peer. Refusals go back to `from` as error frames.
+pub(crate) fn relay(
+    inner: &Arc<Inner>,
+    from: &Arc<ConnHandle>,
+    mut frame: Frame,
+    incoming: &IncomingTable,
+) {
+    let Some(route) = frame.route.clone() else {
+        return;
+    };
+    let orig_id = frame.request_id;
+    let is_request = frame.kind == FrameKind::Request;
+    let refuse = |reason: String| {
+        if is_request {
+            from.send(error_frame(
+                orig_id,
+                &WireError::Unreachable {
+                    peer: route.dst.to_string(),
+                    reason,
+                },
+            ));
+        }
+    };
+    let me = inner.name();
+    if route.hops_left == 0 {
+        refuse(format!("hop limit reached at {me}"));
+        return;
+    }
+    let max = inner.config.max_handler_time;
+    let budget = frame.deadline.map_or(max, |d| d.min(max));
+    let Some(onward) = budget
+        .checked_sub(inner.config.hop_reserve)
+        .filter(|d| !d.is_zero())
+    else {
+        refuse(format!("deadline budget used up at {me}"));
+        return;
+    };
+    let out = match inner.next_conn(&route.dst, Some(&from.peer)) {
+        Ok((conn, _)) => conn,
+        Err(reason) => {
+            refuse(reason.unwrap_or_else(|| format!("no route from {me}")));
+            return;
+        }
+    };
+    inner.relayed.fetch_add(1, Ordering::Relaxed);
+    frame.route = Some(Route {
+        hops_left: route.hops_left - 1,
+        ..route.clone()
+    });
+    frame.deadline = Some(onward);
+    if !is_request {
+        out.send(frame);
+        return;
+    }
+    let (tx, rx) = oneshot::channel();
+    let id = lock(&inner.pending).insert(out.id, tx);
+    frame.request_id = id;
+    let token = CancellationToken::new();
+    lock(incoming).insert(orig_id, token.clone());
+    out.send(frame);
+    let (inner2, from, incoming) = (inner.clone(), from.clone(), incoming.clone());
+    let dst = route.dst;
+    inner.spawn(async move {
+        let guard = CancelOnDrop {
+            inner: &inner2,
+            conn: &out,
+            id,
+        };
+        let outcome = tokio::select! {
+            answer = tokio::time::timeout(onward, rx) => Some(answer),
+            () = token.cancelled() => None,
+        };
+        lock(&incoming).remove(&orig_id);
+        let answer = match outcome {
+            Some(Ok(Ok(Ok(mut answer)))) => {
+                answer.request_id = orig_id;
+                answer
+            }
+            Some(Ok(Ok(Err(e)))) => error_frame(
+                orig_id,
+                &WireError::Unreachable {
+                    peer: dst.to_string(),
+                    reason: format!("relay {}: {e}", inner2.name()),
+                },
+            ),
+            Some(Ok(Err(_))) => error_frame(orig_id, &WireError::ShuttingDown),
+            // Timed out or cancelled: the guard tells the next hop to stop;
+            // the caller has given up or times out by itself.
+            Some(Err(_)) | None => return,
+        };
+        std::mem::forget(guard);
+        from.send(answer);
+    });
+}
