@@ -1,0 +1,100 @@
+//! The TOML file of `rpc node`.
+//!
+//! ```toml
+//! name = "node-1"
+//! listen = ["tcp://127.0.0.1:7773"]      # also shm://NAME for same-host peers
+//! seeds = ["tcp://127.0.0.1:7774"]       # any live node; empty for the first
+//! resources = ["model-a"]                # none: a balancer
+//! functions = ["echo", "echos", "sum"]   # built-ins to register
+//! # advertise = []                       # behind NAT: others cannot dial us
+//!
+//! [membership]                           # optional, milliseconds
+//! probe_period_ms = 1000
+//! suspect_to_down_after_ms = 3000
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// A node's configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NodeConfig {
+    /// The node's name in the cluster.
+    pub name: String,
+    /// Addresses to listen on.
+    pub listen: Vec<String>,
+    /// Nodes to join through (the first that answers).
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Resources (datasets, models) to advertise.
+    #[serde(default)]
+    pub resources: BTreeSet<String>,
+    /// Built-in functions to register.
+    #[serde(default)]
+    pub functions: Vec<String>,
+    /// Addresses to advertise instead of the listen addresses.
+    pub advertise: Option<Vec<String>>,
+    /// Timings of the membership protocol.
+    #[serde(default)]
+    pub membership: MembershipToml,
+}
+
+/// Optional membership timings, in milliseconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembershipToml {
+    pub probe_period_ms: Option<u64>,
+    pub probe_rtt_ms: Option<u64>,
+    pub suspect_to_down_after_ms: Option<u64>,
+    pub gossip_period_ms: Option<u64>,
+}
+
+impl NodeConfig {
+    /// Reads and checks a configuration file.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        if config.listen.is_empty() && config.seeds.is_empty() {
+            bail!("{}: a node needs listen addresses or seeds", path.display());
+        }
+        for f in &config.functions {
+            if !rpc_discovery::BUILTINS.contains(&f.as_str()) {
+                bail!(
+                    "{}: no built-in function {f:?}; built-ins are {:?}",
+                    path.display(),
+                    rpc_discovery::BUILTINS
+                );
+            }
+        }
+        Ok(config)
+    }
+
+    /// The discovery settings it describes.
+    pub(crate) fn discovery(&self) -> rpc_discovery::DiscoveryConfig {
+        let mut c = rpc_discovery::DiscoveryConfig::default();
+        c.resources = self.resources.clone();
+        c.advertise = self.advertise.clone();
+        let m = &self.membership;
+        let ms = Duration::from_millis;
+        if let Some(v) = m.probe_period_ms {
+            c.membership.probe_period = ms(v);
+        }
+        if let Some(v) = m.probe_rtt_ms {
+            c.membership.probe_rtt = ms(v);
+        }
+        if let Some(v) = m.suspect_to_down_after_ms {
+            c.membership.suspect_to_down_after = ms(v);
+        }
+        if let Some(v) = m.gossip_period_ms {
+            c.membership.gossip_period = ms(v);
+        }
+        c
+    }
+}
