@@ -98,3 +98,64 @@ impl NodeConfig {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's cluster files stay valid.
+    #[test]
+    fn the_readme_cluster_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster");
+        let names: Vec<String> = (1..=3)
+            .map(|i| {
+                NodeConfig::load(&dir.join(format!("node-{i}.toml")))
+                    .unwrap()
+                    .name
+            })
+            .collect();
+        assert_eq!(names, ["node-1", "node-2", "node-3"]);
+        let balancer = NodeConfig::load(&dir.join("node-3.toml")).unwrap();
+        assert!(balancer.discovery().resources.is_empty());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                rpc_discovery::plan::Plan::from_json_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_errors_naming_the_problem() {
+        let dir = std::env::temp_dir().join(format!("rpc-cli-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let e = NodeConfig::load(&write(
+            "a.toml",
+            "name = \"x\"\nlisten = [\"tcp://127.0.0.1:1\"]\nfunctions = [\"nope\"]\n",
+        ))
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no built-in function \"nope\""),
+            "{e:#}"
+        );
+        let e = NodeConfig::load(&write("b.toml", "name = \"x\"\nlisten = []\n")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("needs listen addresses or seeds"),
+            "{e:#}"
+        );
+        let e = NodeConfig::load(&write(
+            "c.toml",
+            "name = \"x\"\nlisten = [\"a\"]\ncolour = 1\n",
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("colour"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

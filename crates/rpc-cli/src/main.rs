@@ -21,7 +21,11 @@ use clap::{Parser, Subcommand};
 
 /// Command line of `rpc`.
 #[derive(Debug, Parser)]
-#[command(name = "rpc", version, about = "Cluster nodes, plans and tools of the RPC framework")]
+#[command(
+    name = "rpc",
+    version,
+    about = "Cluster nodes, plans and tools of the RPC framework"
+)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]

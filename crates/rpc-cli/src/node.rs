@@ -33,7 +33,11 @@ pub(crate) async fn run(path: &Path) -> Result<()> {
     rpc.set_name(&config.name)?;
     let mut bound = Vec::new();
     for addr in &config.listen {
-        bound.push(rpc.listen(addr).await.with_context(|| format!("cannot listen on {addr}"))?);
+        bound.push(
+            rpc.listen(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        );
     }
     let node = Node::start(&rpc, config.discovery())?;
     let functions: Vec<&str> = config.functions.iter().map(String::as_str).collect();
@@ -51,7 +55,9 @@ pub(crate) async fn run(path: &Path) -> Result<()> {
     println!("{READY}{} on {}", config.name, addrs.join(", "));
     shutdown_signal().await;
     eprintln!("{}: leaving the cluster", config.name);
-    tokio::time::timeout(Duration::from_secs(2), node.leave()).await.ok();
+    tokio::time::timeout(Duration::from_secs(2), node.leave())
+        .await
+        .ok();
     rpc.shutdown();
     Ok(())
 }
@@ -80,7 +86,8 @@ pub(crate) async fn plan(addr: &str, path: &Path, timeout: Duration) -> Result<(
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
     };
-    let plan = Plan::from_json_str(&text).with_context(|| format!("invalid plan {}", path.display()))?;
+    let plan =
+        Plan::from_json_str(&text).with_context(|| format!("invalid plan {}", path.display()))?;
     let rpc = engine();
     let name = rpc.connect(addr)?.established(timeout).await?;
     let result = rpc_discovery::request(&rpc, &name, &plan, timeout).await?;
@@ -92,7 +99,10 @@ pub(crate) async fn plan(addr: &str, path: &Path, timeout: Duration) -> Result<(
 /// Prints a node's view of the cluster.
 pub(crate) async fn members(addr: &str) -> Result<()> {
     let rpc = engine();
-    let name = rpc.connect(addr)?.established(Duration::from_secs(10)).await?;
+    let name = rpc
+        .connect(addr)?
+        .established(Duration::from_secs(10))
+        .await?;
     let text: String = rpc.call(&name, MEMBERS_FN, &()).await?;
     print!("{text}");
     rpc.shutdown();
