@@ -37,7 +37,7 @@ pub use body::Blob;
 pub use engine::{
     BulkHandle, BulkMode, BulkRegion, CallContext, CallFuture, CallOptions, Canceller, Config,
     Connecting, ConnectionDebug, DebugInfo, FunctionDebug, HandlerError, PeerDebug, Provider,
-    Queue, Responder, Router, Rpc,
+    Queue, Responder, Router, Rpc, TransportPolicy,
 };
 pub use error::{BulkError, CodecError, Error, TransportError};
 pub use transport::{Address, BulkTransport, MemNetwork, MemTransport, Transport};

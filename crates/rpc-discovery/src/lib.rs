@@ -32,10 +32,11 @@
 //! - `group`: [`Group`] and the coordinator of collectives.
 //! - `plan`: plans (pure) and their generic execution.
 //! - `mpreg`: JSON functions, built-ins, plans run inside the cluster.
-//! - `bandit`: transport choice (pure).
+//! - `bandit`: transport choice (pure); `choice`: the engine policy using it.
 //! - `error`: [`DiscoveryError`].
 
 pub mod bandit;
+mod choice;
 mod error;
 mod group;
 mod membership;

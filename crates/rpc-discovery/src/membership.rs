@@ -153,7 +153,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.changed.send_modify(|g| *g += 1);
     }
 }
@@ -331,7 +331,7 @@ impl Driver {
             },
         );
         let mut rt = AccumulatingRuntime::new();
-        let mut dialed: HashSet<(String, u64)> = HashSet::new();
+        let mut dialed: HashSet<(String, u64, String)> = HashSet::new();
         let mut fetching: HashSet<NodeId> = HashSet::new();
         let mut version = 0u64;
         self.refresh(&mut foca, &mut version);
@@ -374,6 +374,8 @@ impl Driver {
                 g = self.rpc.peers_changed(generation) => {
                     generation = g;
                     self.refresh(&mut foca, &mut version);
+                    // Waiters on the node also watch connections (`Node::wait_until`).
+                    self.shared.bump();
                 }
                 _ = tick.tick() => self.refresh(&mut foca, &mut version),
             }
@@ -578,28 +580,48 @@ impl Driver {
         }
     }
 
-    /// Dials live members we have no connection to, once per incarnation.
-    fn dial_new(&self, dialed: &mut HashSet<(String, u64)>) {
-        let connected: HashSet<String> = self.rpc.connected_peers().into_iter().collect();
+    /// Dials live members, once per incarnation and transport we share,
+    /// over each transport we have no connection on yet (the transport
+    /// policy then chooses among them per call).
+    fn dial_new(&self, dialed: &mut HashSet<(String, u64, String)>) {
         let view = self.shared.view();
-        let targets: Vec<(String, u64, Vec<String>)> = view
-            .records
-            .values()
-            .filter(|r| view.alive.contains_key(r.name()) && !connected.contains(r.name()))
-            .filter(|r| !dialed.contains(&(r.id.name.clone(), r.id.incarnation)))
-            .map(|r| (r.id.name.clone(), r.id.incarnation, r.addresses.clone()))
-            .collect();
-        drop(view);
-        for (name, incarnation, addresses) in targets {
-            dialed.insert((name.clone(), incarnation));
-            for addr in &addresses {
-                match self.rpc.connect(addr) {
-                    Ok(_) => {
-                        tracing::debug!(%name, %addr, "dialing a member");
-                        break;
-                    }
-                    Err(e) => tracing::trace!(%name, %addr, "cannot dial: {e}"),
+        let mut todo: Vec<(String, u64, String, String)> = Vec::new();
+        for r in view.records.values() {
+            if !view.alive.contains_key(r.name()) {
+                continue;
+            }
+            for addr in &r.addresses {
+                let scheme = addr.split("://").next().unwrap_or_default().to_owned();
+                let key = (r.id.name.clone(), r.id.incarnation, scheme.clone());
+                if !dialed.contains(&key)
+                    && !todo
+                        .iter()
+                        .any(|t| (&t.0, t.1, &t.2) == (&key.0, key.1, &key.2))
+                {
+                    todo.push((key.0, key.1, key.2, addr.clone()));
                 }
+            }
+        }
+        drop(view);
+        if todo.is_empty() {
+            return;
+        }
+        let info = self.rpc.debug_info();
+        for (name, incarnation, scheme, addr) in todo {
+            dialed.insert((name.clone(), incarnation, scheme.clone()));
+            if !info.transports.contains(&scheme) {
+                continue;
+            }
+            let up = info
+                .peers
+                .iter()
+                .any(|p| p.name == name && p.connections.iter().any(|c| c.transport == scheme));
+            if up {
+                continue;
+            }
+            match self.rpc.connect(&addr) {
+                Ok(_) => tracing::debug!(%name, %addr, "dialing a member"),
+                Err(e) => tracing::trace!(%name, %addr, "cannot dial: {e}"),
             }
         }
     }

@@ -35,6 +35,10 @@ pub struct DiscoveryConfig {
     pub dial: bool,
     /// How long joining through a seed may take. Default: 10 s.
     pub join_timeout: Duration,
+    /// How calls pick among several network transports to one peer (a
+    /// bandit over measured latencies); `None` leaves the engine's rotation.
+    /// Restrict the transports themselves with `Rpc::set_transports`.
+    pub transport_bandit: Option<crate::bandit::BanditConfig>,
 }
 
 impl Default for DiscoveryConfig {
@@ -45,6 +49,7 @@ impl Default for DiscoveryConfig {
             advertise: None,
             dial: true,
             join_timeout: Duration::from_secs(10),
+            transport_bandit: Some(crate::bandit::BanditConfig::default()),
         }
     }
 }
@@ -133,6 +138,9 @@ impl Node {
         })?;
         let collectives = crate::group::Collectives::install(rpc, shared.clone())?;
         rpc.set_router(Arc::new(DiscoveryRouter(shared.clone())));
+        if let Some(bandit) = config.transport_bandit {
+            rpc.set_transport_policy(Arc::new(crate::choice::BanditPolicy::new(bandit)));
+        }
 
         let driver = Driver {
             rpc: rpc.clone(),
@@ -318,7 +326,8 @@ impl Node {
     }
 
     /// Waits until `done` holds for this node, re-checking on every change
-    /// of the membership, for at most `timeout`.
+    /// of the membership or of the engine's connections, for at most
+    /// `timeout`.
     pub async fn wait_until(
         &self,
         timeout: Duration,

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::conn::ConnHandle;
 use super::control::WireError;
 use super::handler::{ReplyTo, lock};
-use super::route::resolve;
+use super::route::{Path, resolve};
 use super::{Inner, Rpc};
 use crate::body;
 use crate::error::Error;
@@ -266,7 +266,7 @@ impl Rpc {
             return Ok(());
         }
         let deadline = Instant::now() + opts.timeout.unwrap_or_else(|| inner.timeout());
-        let (conn, route) = resolve(inner, peer, deadline).await?;
+        let Path { conn, route, .. } = resolve(inner, peer, deadline).await?;
         frame.route = route;
         check_size(&conn, &frame)?;
         conn.send(frame);
@@ -296,9 +296,15 @@ async fn call_raw(
             .await
             .ok_or_else(timed_out)?;
     }
-    let (conn, route) = resolve(inner, peer, deadline).await?;
+    let Path {
+        conn,
+        route,
+        measure,
+    } = resolve(inner, peer, deadline).await?;
     frame.route = route;
     check_size(&conn, &frame)?;
+    // Only calls whose transport the policy chose report their round trip.
+    let sent = measure.then(|| (Instant::now(), frame.wire_len()));
     let (tx, rx) = oneshot::channel();
     let id = lock(&inner.pending).insert(conn.id, tx);
     tracing::Span::current().record("request_id", id);
@@ -316,6 +322,10 @@ async fn call_raw(
     match outcome {
         Ok(Ok(answer)) => {
             std::mem::forget(guard);
+            if let (Some((at, len)), Ok(frame), Some(policy)) = (sent, &answer, inner.policy()) {
+                let bytes = len + frame.wire_len();
+                policy.observe(peer, conn.info.transport, bytes, at.elapsed());
+            }
             answer
         }
         // The waiter was dropped without an answer: only shutdown does that

@@ -177,7 +177,8 @@ fn upgrade_to_host_local(inner: &Arc<Inner>, hello: &Hello) {
     let target = hello.listen.iter().find_map(|a| {
         let addr = Address::parse(a).ok()?;
         let transport = inner.transport_for(&addr).ok()?;
-        (transport.locality() == Locality::SameHost).then_some((addr, transport))
+        (transport.locality() == Locality::SameHost && inner.allows(addr.scheme()))
+            .then_some((addr, transport))
     });
     let Some((addr, transport)) = target else {
         return;

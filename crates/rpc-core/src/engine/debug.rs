@@ -41,6 +41,8 @@ pub struct PeerDebug {
     pub incarnation: u128,
     /// Its live connections.
     pub connections: Vec<ConnectionDebug>,
+    /// How the transport policy chooses among its transports, if it does.
+    pub transport_choice: Option<String>,
 }
 
 /// One connection in [`DebugInfo`].
@@ -86,11 +88,13 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
         .map(|s| (*s).to_owned())
         .collect();
     transports.sort();
+    let policy = inner.policy();
     let peers = inner
         .peers
         .snapshot()
         .into_iter()
         .map(|(name, incarnation, conns)| PeerDebug {
+            transport_choice: policy.as_ref().and_then(|p| p.describe(&name)),
             name: name.to_string(),
             incarnation,
             connections: conns
@@ -176,6 +180,9 @@ impl fmt::Display for DebugInfo {
                     c.frames_sent,
                     if c.host_local { ", host-local" } else { "" }
                 )?;
+            }
+            if let Some(choice) = &p.transport_choice {
+                writeln!(f, "      transport choice: {choice}")?;
             }
         }
         writeln!(f, "  functions ({}):", self.functions.len())?;

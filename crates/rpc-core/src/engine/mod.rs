@@ -16,6 +16,7 @@
 
 mod bulk;
 mod call;
+mod choice;
 mod config;
 mod conn;
 mod control;
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 pub use bulk::{BulkHandle, BulkMode, BulkRegion};
 pub use call::{CallFuture, CallOptions, Canceller};
+pub use choice::TransportPolicy;
 pub use config::Config;
 pub use debug::{ConnectionDebug, DebugInfo, FunctionDebug, PeerDebug};
 pub use define::Provider;
@@ -119,6 +121,9 @@ pub(crate) struct Inner {
     /// Grows with every change of the peer table (see `Rpc::peers_generation`).
     peers_gen: AtomicU64,
     router: RwLock<Option<Arc<dyn Router>>>,
+    /// The transports calls may use (`Rpc::set_transports`); `None`: all.
+    allowed: RwLock<Option<Vec<String>>>,
+    policy: RwLock<Option<Arc<dyn TransportPolicy>>>,
     /// Frames relayed for other peers.
     relayed: AtomicU64,
     pending: Mutex<PendingCalls<Waiter>>,
@@ -175,6 +180,8 @@ impl Rpc {
             peer_changed: Notify::new(),
             peers_gen: AtomicU64::new(0),
             router: RwLock::new(None),
+            allowed: RwLock::new(None),
+            policy: RwLock::new(None),
             relayed: AtomicU64::new(0),
             pending: Mutex::new(PendingCalls::new(rand::random())),
             listening: Mutex::default(),
@@ -271,6 +278,12 @@ impl Rpc {
         let addr = Address::parse(addr)?;
         self.inner.start()?;
         self.inner.transport_for(&addr)?;
+        if !self.inner.allows(addr.scheme()) {
+            return Err(Error::InvalidArgument(format!(
+                "{addr}: transport {:?} is not among those allowed by set_transports",
+                addr.scheme()
+            )));
+        }
         lock(&self.inner.connecting).push(addr.clone());
         let (tx, rx) = watch::channel(ConnectStatus::Pending(None));
         let report = Arc::new(move |r: Result<Arc<str>, Error>| {

@@ -84,6 +84,24 @@ impl Peers {
         chosen.cloned()
     }
 
+    /// The live connections to `name`.
+    pub(crate) fn live(&self, name: &str) -> Vec<Arc<ConnHandle>> {
+        lock(&self.inner)
+            .by_name
+            .get(name)
+            .map(|e| e.conns.iter().filter(|c| !c.is_closed()).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A counter per peer for rotating over its connections.
+    pub(crate) fn rotate(&self, name: &str) -> usize {
+        let mut inner = lock(&self.inner);
+        inner.by_name.get_mut(name).map_or(0, |e| {
+            e.next = e.next.wrapping_add(1);
+            e.next
+        })
+    }
+
     /// Whether `name` has a live host-local connection.
     pub(crate) fn has_local(&self, name: &str) -> bool {
         lock(&self.inner)

@@ -132,7 +132,7 @@ impl Inner {
         dst: &str,
         except: Option<&str>,
     ) -> Result<(Arc<ConnHandle>, bool), Option<String>> {
-        if let Some(conn) = self.peers.pick(dst) {
+        if let Some((conn, _)) = self.pick(dst) {
             return Ok((conn, false));
         }
         let Some(router) = self.router() else {
@@ -140,7 +140,7 @@ impl Inner {
         };
         if let Some(hop) = router.next_hop(dst)
             && Some(&*hop) != except
-            && let Some(conn) = self.peers.pick(&hop)
+            && let Some((conn, _)) = self.pick(&hop)
         {
             return Ok((conn, true));
         }
@@ -148,17 +148,27 @@ impl Inner {
     }
 }
 
+/// Where a call goes first.
+pub(crate) struct Path {
+    /// The connection to send it on.
+    pub conn: Arc<ConnHandle>,
+    /// Its routing envelope, if `conn` leads to a relay.
+    pub route: Option<Route>,
+    /// Whether the transport policy chose `conn` and hears the round trip.
+    pub measure: bool,
+}
+
 /// The connection to send a call for `peer` on, and its routing envelope if
 /// it goes through a relay. Waits for a connection or a route until
 /// `deadline`; fails at once when the router knows the peer is gone.
-pub(crate) async fn resolve(
-    inner: &Inner,
-    peer: &str,
-    deadline: Instant,
-) -> Result<(Arc<ConnHandle>, Option<Route>), Error> {
+pub(crate) async fn resolve(inner: &Inner, peer: &str, deadline: Instant) -> Result<Path, Error> {
     // The common case: connected already, no need to wait.
-    if let Some(conn) = inner.peers.pick(peer) {
-        return Ok((conn, None));
+    if let Some((conn, measure)) = inner.pick(peer) {
+        return Ok(Path {
+            conn,
+            route: None,
+            measure,
+        });
     }
     loop {
         let changed = inner.peer_changed.notified();
@@ -168,14 +178,17 @@ pub(crate) async fn resolve(
             return Err(Error::ShutDown);
         }
         match inner.next_conn(peer, None) {
-            Ok((conn, false)) => return Ok((conn, None)),
-            Ok((conn, true)) => {
-                let route = Route {
+            Ok((conn, relayed)) => {
+                let route = relayed.then(|| Route {
                     src: inner.name(),
                     dst: Arc::from(peer),
                     hops_left: inner.config.max_hops,
-                };
-                return Ok((conn, Some(route)));
+                });
+                return Ok(Path {
+                    conn,
+                    route,
+                    measure: false,
+                });
             }
             Err(Some(reason)) => {
                 return Err(Error::Unreachable {

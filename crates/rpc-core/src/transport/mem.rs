@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -89,6 +90,9 @@ impl MemNetwork {
         MemTransport {
             net: self.clone(),
             host: None,
+            scheme: "mem",
+            locality: Locality::SameHost,
+            latency: Duration::ZERO,
         }
     }
 
@@ -99,6 +103,9 @@ impl MemNetwork {
         MemTransport {
             net: self.clone(),
             host: Some(Arc::from(host)),
+            scheme: "mem",
+            locality: Locality::SameHost,
+            latency: Duration::ZERO,
         }
     }
 
@@ -143,6 +150,44 @@ impl MemNetwork {
 pub struct MemTransport {
     net: MemNetwork,
     host: Option<Arc<str>>,
+    scheme: &'static str,
+    locality: Locality,
+    latency: Duration,
+}
+
+impl MemTransport {
+    /// The same network under another scheme and locality, so that tests
+    /// can give engines several transports to choose from (a `Network`
+    /// locality makes the engine treat it like TCP rather than like shared
+    /// memory). Listeners of different schemes never see each other.
+    pub fn with_scheme(mut self, scheme: &'static str, locality: Locality) -> Self {
+        self.scheme = scheme;
+        self.locality = locality;
+        self
+    }
+
+    /// Delays every frame sent over connections this transport opens or
+    /// accepts by `latency` (simulated time works).
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The key of a listener: scheme and name.
+    fn key(&self, name: &str) -> String {
+        format!("{}://{name}", self.scheme)
+    }
+
+    fn check_scheme(&self, addr: &Address) -> Result<(), TransportError> {
+        if addr.scheme() == self.scheme {
+            Ok(())
+        } else {
+            Err(TransportError::InvalidAddress {
+                addr: addr.to_string(),
+                reason: format!("this transport serves {}:// addresses", self.scheme),
+            })
+        }
+    }
 }
 
 impl MemTransport {
@@ -162,13 +207,14 @@ impl Default for MemTransport {
 #[async_trait]
 impl Transport for MemTransport {
     fn scheme(&self) -> &'static str {
-        "mem"
+        self.scheme
     }
 
     /// Only engines in this process (on the same [`MemNetwork`]) are
-    /// reachable, so the engine treats it as host-local.
+    /// reachable, so by default the engine treats it as host-local (see
+    /// [`MemTransport::with_scheme`]).
     fn locality(&self) -> Locality {
-        Locality::SameHost
+        self.locality
     }
 
     async fn listen(
@@ -176,7 +222,7 @@ impl Transport for MemTransport {
         addr: &Address,
         opts: &ConnOptions,
     ) -> Result<Box<dyn Listener>, TransportError> {
-        check_scheme(addr)?;
+        self.check_scheme(addr)?;
         let name = match addr.rest() {
             "0" => format!(
                 "auto-{}",
@@ -188,24 +234,23 @@ impl Transport for MemTransport {
         let id = self.net.inner.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut listeners = lock(&self.net.inner.listeners);
-            if listeners.get(&name).is_some_and(|(_, _, l)| !l.is_closed()) {
+            let key = self.key(&name);
+            if listeners.get(&key).is_some_and(|(_, _, l)| !l.is_closed()) {
                 return Err(TransportError::io(
                     "bind",
-                    std::io::Error::new(
-                        std::io::ErrorKind::AddrInUse,
-                        format!("mem://{name} is in use"),
-                    ),
+                    std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{key} is in use")),
                 ));
             }
-            listeners.insert(name.clone(), (id, self.host.clone(), tx));
+            listeners.insert(key, (id, self.host.clone(), tx));
         }
         Ok(Box::new(MemListener {
             id,
-            addr: Address::parse(&format!("mem://{name}"))?,
+            addr: Address::parse(&self.key(&name))?,
             incoming: rx,
             max_frame_len: opts.max_frame_len,
             net: self.net.clone(),
-            name,
+            name: self.key(&name),
+            latency: self.latency,
         }))
     }
 
@@ -214,7 +259,7 @@ impl Transport for MemTransport {
         addr: &Address,
         opts: &ConnOptions,
     ) -> Result<Box<dyn Connection>, TransportError> {
-        check_scheme(addr)?;
+        self.check_scheme(addr)?;
         let refused = || {
             TransportError::io(
                 "connect",
@@ -225,7 +270,7 @@ impl Transport for MemTransport {
             )
         };
         let (listener, their_host) = lock(&self.net.inner.listeners)
-            .get(addr.rest())
+            .get(&self.key(addr.rest()))
             .map(|(_, host, tx)| (tx.clone(), host.clone()))
             .ok_or_else(refused)?;
         let kill = CancellationToken::new();
@@ -248,39 +293,30 @@ impl Transport for MemTransport {
         let (to_client, client_rx) = mpsc::channel(CHANNEL_DEPTH);
         let server = MemConnection {
             info: ConnInfo {
-                transport: "mem",
+                transport: self.scheme,
                 local: addr.to_string(),
                 remote: client_name.clone(),
             },
             tx: to_client,
             rx: server_rx,
             kill: kill.clone(),
+            latency: Duration::ZERO,
             // The listener fills in its own limit when it accepts.
             max_frame_len: u64::MAX,
         };
         listener.send(server).map_err(|_| refused())?;
         Ok(Box::new(MemConnection {
             info: ConnInfo {
-                transport: "mem",
+                transport: self.scheme,
                 local: client_name,
                 remote: addr.to_string(),
             },
             tx: to_server,
             rx: client_rx,
             kill,
+            latency: self.latency,
             max_frame_len: opts.max_frame_len,
         }))
-    }
-}
-
-fn check_scheme(addr: &Address) -> Result<(), TransportError> {
-    if addr.scheme() == "mem" {
-        Ok(())
-    } else {
-        Err(TransportError::InvalidAddress {
-            addr: addr.to_string(),
-            reason: "the mem transport serves mem:// addresses".into(),
-        })
     }
 }
 
@@ -298,6 +334,7 @@ struct MemListener {
     incoming: mpsc::UnboundedReceiver<MemConnection>,
     max_frame_len: u64,
     net: MemNetwork,
+    latency: Duration,
 }
 
 #[async_trait]
@@ -309,6 +346,7 @@ impl Listener for MemListener {
     async fn accept(&mut self) -> Result<Box<dyn Connection>, TransportError> {
         let mut conn = self.incoming.recv().await.ok_or(TransportError::Closed)?;
         conn.max_frame_len = self.max_frame_len;
+        conn.latency = self.latency;
         Ok(Box::new(conn))
     }
 }
@@ -334,6 +372,8 @@ struct MemConnection {
     max_frame_len: u64,
     /// Fires when a simulated fault resets the connection.
     kill: CancellationToken,
+    /// Added to every frame sent.
+    latency: Duration,
 }
 
 impl Connection for MemConnection {
@@ -346,6 +386,7 @@ impl Connection for MemConnection {
             Box::new(MemSink {
                 tx: Some(self.tx),
                 kill: self.kill.clone(),
+                latency: self.latency,
             }),
             Box::new(MemStream {
                 rx: Some(self.rx),
@@ -359,6 +400,7 @@ impl Connection for MemConnection {
 struct MemSink {
     tx: Option<mpsc::Sender<Frame>>,
     kill: CancellationToken,
+    latency: Duration,
 }
 
 fn reset() -> TransportError {
@@ -374,6 +416,9 @@ fn reset() -> TransportError {
 #[async_trait]
 impl FrameSink for MemSink {
     async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
         if self.kill.is_cancelled() {
             return Err(reset());
         }

@@ -1,0 +1,146 @@
+//! Which connection a call to a peer takes, when there are several.
+//!
+//! - [`Rpc::set_transports`] restricts the transports the engine connects
+//!   with and sends calls over.
+//! - A host-local connection (shared memory) is taken at once when there is
+//!   one: nothing on a network beats it.
+//! - Otherwise, when the peer has live connections over more than one
+//!   network transport, a [`TransportPolicy`] (installed by discovery:
+//!   a bandit over measured latencies) picks the transport, and hears how
+//!   long each call took. Without a policy, or with one transport, calls
+//!   rotate over the connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::conn::ConnHandle;
+use super::{Inner, Rpc};
+use crate::error::Error;
+
+/// Picks the transport of each call to a peer reachable over several
+/// network transports, from what earlier calls measured.
+///
+/// Contract:
+/// - [`choose`](Self::choose) gets the distinct schemes of the peer's live,
+///   allowed network connections (at least two, sorted) and returns an index
+///   into them; an index out of range counts as 0.
+/// - [`observe`](Self::observe) hears every completed direct call over a
+///   connection the policy chose: the scheme, the bytes of request and
+///   answer on the wire, and the round trip. Failed calls are not reported.
+/// - Both run on the caller's path: they must not block and should take
+///   well under a microsecond (a lock, a few float operations).
+pub trait TransportPolicy: Send + Sync + 'static {
+    /// The index of the transport to use for the next call to `peer`.
+    fn choose(&self, peer: &str, transports: &[&'static str]) -> usize;
+
+    /// A call to `peer` over `transport` moved `bytes` in `rtt`.
+    fn observe(&self, peer: &str, transport: &'static str, bytes: u64, rtt: Duration);
+
+    /// A one-line account of the choice for `peer`, for `debug_info`.
+    fn describe(&self, peer: &str) -> Option<String> {
+        let _ = peer;
+        None
+    }
+}
+
+impl Rpc {
+    /// Restricts the transports this engine connects with and sends its
+    /// calls over to `schemes` (each one added with
+    /// [`add_transport`](Self::add_transport)). Connections already up over
+    /// other transports stay, but carry no new calls of ours; answers still
+    /// go back the way requests came. An empty list lifts the restriction.
+    pub fn set_transports(&self, schemes: &[&str]) -> Result<(), Error> {
+        let added = self
+            .inner
+            .transports
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect::<Vec<_>>();
+        for s in schemes {
+            if !added.contains(s) {
+                return Err(Error::InvalidArgument(format!(
+                    "no transport serves {s:?}; added: {added:?}"
+                )));
+            }
+        }
+        let allowed =
+            (!schemes.is_empty()).then(|| schemes.iter().map(|s| (*s).to_owned()).collect());
+        *self
+            .inner
+            .allowed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = allowed;
+        self.routes_changed();
+        Ok(())
+    }
+
+    /// Installs the policy that picks among several network transports to
+    /// one peer, replacing any earlier one.
+    pub fn set_transport_policy(&self, policy: Arc<dyn TransportPolicy>) {
+        *self
+            .inner
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(policy);
+    }
+}
+
+impl Inner {
+    /// Whether calls may use the transport `scheme`.
+    pub(crate) fn allows(&self, scheme: &str) -> bool {
+        self.allowed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|s| s == scheme))
+    }
+
+    pub(crate) fn policy(&self) -> Option<Arc<dyn TransportPolicy>> {
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The connection for the next call to `peer`, and whether the policy
+    /// chose it (so that the call reports its round trip).
+    pub(crate) fn pick(&self, peer: &str) -> Option<(Arc<ConnHandle>, bool)> {
+        let restricted = self
+            .allowed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        let policy = self.policy();
+        if !restricted && policy.is_none() {
+            return self.peers.pick(peer).map(|c| (c, false));
+        }
+        let conns = self.peers.live(peer);
+        let usable: Vec<&Arc<ConnHandle>> = conns
+            .iter()
+            .filter(|c| self.allows(c.info.transport))
+            .collect();
+        if let Some(local) = usable.iter().find(|c| c.local) {
+            return Some(((*local).clone(), false));
+        }
+        let mut schemes: Vec<&'static str> = usable.iter().map(|c| c.info.transport).collect();
+        schemes.sort_unstable();
+        schemes.dedup();
+        match (schemes.len(), policy) {
+            (0, _) => None,
+            (1, _) | (_, None) => {
+                let i = self.peers.rotate(peer) % usable.len();
+                Some((usable[i].clone(), false))
+            }
+            (_, Some(policy)) => {
+                let scheme = schemes
+                    .get(policy.choose(peer, &schemes))
+                    .copied()
+                    .unwrap_or(schemes[0]);
+                let conn = usable.iter().find(|c| c.info.transport == scheme)?;
+                Some(((*conn).clone(), true))
+            }
+        }
+    }
+}
