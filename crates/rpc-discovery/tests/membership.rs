@@ -261,3 +261,46 @@ async fn a_duplicate_name_is_refused_by_the_membership() {
         "{r:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_behind_nat_is_reached_through_the_peer_it_dialled() {
+    let sim = Sim::start(3).await;
+    sim.converge(&[0, 1, 2], &[0, 1, 2]).await;
+    // "nat" listens nowhere and advertises nothing: nobody can dial it. It
+    // dials only its seed.
+    let rpc = rpc_core::Rpc::new();
+    rpc.set_name("nat").unwrap();
+    rpc.add_transport(sim.net.transport_on("nat"));
+    rpc.define("echo", |s: String| async move {
+        Ok::<_, HandlerError>(format!("nat: {s}"))
+    })
+    .unwrap();
+    let mut cfg = config(42);
+    cfg.dial = false;
+    let nat = rpc_discovery::Node::start(&rpc, cfg).unwrap();
+    nat.join("mem://n0").await.unwrap();
+    for n in &sim.nodes {
+        n.wait_until(LONG, |n| {
+            n.members()
+                .iter()
+                .any(|m| m.name == "nat" && m.hops.is_some())
+        })
+        .await
+        .unwrap();
+    }
+    let record = sim.nodes[2].record("nat").unwrap();
+    assert!(record.addresses.is_empty());
+    assert!(
+        !sim.nodes[2]
+            .rpc()
+            .connected_peers()
+            .contains(&"nat".to_owned())
+    );
+    let r: String = sim.nodes[2]
+        .rpc()
+        .call("nat", "echo", "hello")
+        .await
+        .unwrap();
+    assert_eq!(r, "nat: hello");
+    assert!(sim.nodes[0].rpc().debug_info().relayed >= 1);
+}
