@@ -61,9 +61,75 @@ pub enum GraphError {
         /// What is wrong with it.
         detail: String,
     },
+    /// Connecting to a partition server failed.
+    #[error("connecting to partition server {addr}: {source}")]
+    Connect {
+        /// The server's address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: rpc_core::Error,
+    },
+    /// A call to the server of a partition failed: the server is gone
+    /// (`Disconnected`, `ShutDown`), did not answer within the deadline
+    /// (`Timeout`), or its handler failed (`Remote`).
+    #[error("{op} on partition {partition} (server {peer}) failed: {source}")]
+    Remote {
+        /// The function called.
+        op: &'static str,
+        /// The partition the server holds.
+        partition: u32,
+        /// The server's peer name.
+        peer: String,
+        /// The cause.
+        #[source]
+        source: rpc_core::Error,
+    },
+    /// A server answered with data that does not fit the request.
+    #[error("bad answer to {op} from partition {partition} (server {peer}): {detail}")]
+    BadAnswer {
+        /// The function called.
+        op: &'static str,
+        /// The partition the server holds.
+        partition: u32,
+        /// The server's peer name.
+        peer: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No local data and no server for this partition.
+    #[error("no server holds partition {partition}")]
+    NoServer {
+        /// The partition.
+        partition: u32,
+    },
+    /// A sampling producer or loader was used after shutdown, or a server
+    /// does not know the producer named.
+    #[error("sampling producer: {0}")]
+    Producer(String),
 }
 
 impl GraphError {
+    /// Whether this is a failed call to a partition server that is lost:
+    /// its connection is gone, its deadline passed, or it no longer defines
+    /// the function (its partition server or engine was shut down), as
+    /// opposed to a server that answered with an error.
+    #[must_use]
+    pub fn is_server_lost(&self) -> bool {
+        matches!(
+            self,
+            Self::Remote {
+                source: rpc_core::Error::Disconnected { .. }
+                    | rpc_core::Error::Timeout { .. }
+                    | rpc_core::Error::ShutDown
+                    | rpc_core::Error::NoSuchPeer { .. }
+                    | rpc_core::Error::NoSuchFunction { .. }
+                    | rpc_core::Error::Unreachable { .. },
+                ..
+            }
+        )
+    }
+
     /// An [`GraphError::Io`] for `op` on `path`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {

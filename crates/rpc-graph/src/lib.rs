@@ -25,10 +25,21 @@
 //!   ([`NeighborBatch::merge`]) gives the same batch as sampling it whole.
 //! - Feature lookup: [`Features::gather_into`] into a reused buffer.
 //! - [`Progress`]: optional progress bars for generate, load and partition.
+//! - Distributed ([`dist`], over `rpc-core`): [`DistDataset`] (a local
+//!   partition, the node book and a router to the servers of the others),
+//!   [`DistGraph`] and [`DistFeature`] (one batched request per remote
+//!   partition, all at once, answers as tensor attachments),
+//!   [`DistNeighborSampler`] (equal to [`NeighborSampler`] for the same
+//!   seed), [`DistNeighborLoader`] (batch size, seeded shuffle, drop-last,
+//!   features, bounded prefetch; collocated, worker tasks, or remote
+//!   sampling servers through [`RemoteClient`]) and [`PartitionServer`].
+//!   A lost server is a [`GraphError::Remote`] naming the partition, within
+//!   the call deadline.
 //!
-//! What it deliberately does **not** do: RPC, remote partitions, loaders or
-//! worker pools (the distributed half builds those on the types here and
-//! on `rpc-core`); METIS; weighted or temporal sampling; GPU memory.
+//! What it deliberately does **not** do: pick a transport (it knows only
+//! `rpc_core::Rpc`; binaries add TCP or shared memory); METIS; weighted or
+//! temporal sampling; distributed heterogeneous or link sampling; feature
+//! caching of remote rows; GPU memory.
 //!
 //! # Layout
 //!
@@ -44,6 +55,14 @@
 //! - `sample`: [`sample_neighbors`], [`NeighborBatch`], [`HopKey`];
 //!   `induce.rs` [`Inducer`]; `multi.rs` [`NeighborSampler`];
 //!   `link.rs`, `subgraph.rs`, `hetero.rs`.
+//! - `dist`: `mod.rs` [`DistDataset`], [`dist::Router`],
+//!   [`dist::ServerInfo`]; `graph.rs` [`DistGraph`]; `feature.rs`
+//!   [`DistFeature`]; `sampler.rs` [`DistNeighborSampler`],
+//!   [`SampledBatch`]; `plan.rs` [`dist::EpochPlan`] (pure); `loader.rs`
+//!   [`DistNeighborLoader`], [`LoaderOptions`], [`WorkerMode`] and the
+//!   producer shared with servers; `remote.rs` [`RemoteClient`];
+//!   `server.rs` [`PartitionServer`]; `wire.rs` requests and answers as
+//!   tensors, and their checks.
 //! - `rng`: [`WyRand`] and [`mix64`], the keyed randomness.
 //! - `progress`: [`Progress`], [`Stage`].
 //! - `error`: [`GraphError`].
@@ -51,6 +70,7 @@
 #![forbid(unsafe_code)]
 
 mod csr;
+pub mod dist;
 mod error;
 mod feature;
 mod hetero;
@@ -62,6 +82,10 @@ mod rng;
 mod sample;
 
 pub use csr::{Csr, EdgeIds, IdMap, LocalGraph, NeighborSource, Neighbors};
+pub use dist::{
+    DistDataset, DistFeature, DistGraph, DistNeighborLoader, DistNeighborSampler, LoaderOptions,
+    PartitionServer, RemoteClient, RemoteOptions, SampledBatch, WorkerMode, serve_partition,
+};
 pub use error::GraphError;
 pub use feature::Features;
 pub use hetero::{EdgeType, HeteroGraph, HeteroSource};

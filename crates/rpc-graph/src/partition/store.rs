@@ -168,6 +168,39 @@ impl Partition {
         })
     }
 
+    /// The whole of `ds` as partition 0 of 1 (hash-partitioned, trivially),
+    /// for a single process that serves or samples everything.
+    pub fn whole(ds: Dataset) -> Result<Self, GraphError> {
+        ds.validate()?;
+        let n = ds.graph.num_rows() as u64;
+        let book = PartitionBook::new(vec![0; n as usize], 1)?;
+        let partitioner = Partitioner::Hash { seed: 0 };
+        let stats = PartitionStats::measure(&ds.graph, &book)?;
+        let meta = PartitionMeta {
+            version: META_VERSION,
+            num_partitions: 1,
+            num_nodes: n,
+            num_edges: ds.graph.num_edges() as u64,
+            partitioner,
+            stats,
+            node_feature_dim: ds.node_features.as_ref().map_or(0, Features::dim),
+            edge_feature_dim: ds.edge_features.as_ref().map_or(0, Features::dim),
+            has_labels: ds.labels.is_some(),
+        };
+        let nodes = Arc::new(IdMap::new((0..n).collect(), n)?);
+        let edge_book = Arc::new(EdgeBook::new(ds.graph.indptr().to_vec()));
+        Ok(Self {
+            index: 0,
+            meta,
+            graph: LocalGraph::new(ds.graph, nodes)?,
+            node_features: ds.node_features,
+            edge_features: ds.edge_features,
+            labels: ds.labels,
+            node_book: Arc::new(book),
+            edge_book,
+        })
+    }
+
     /// The label of owned node `id`.
     #[must_use]
     pub fn label(&self, id: u64) -> Option<i64> {
