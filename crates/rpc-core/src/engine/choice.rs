@@ -67,11 +67,11 @@ impl Rpc {
         }
         let allowed =
             (!schemes.is_empty()).then(|| schemes.iter().map(|s| (*s).to_owned()).collect());
-        *self
-            .inner
-            .allowed
+        self.inner
+            .choice
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = allowed;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allowed = allowed;
         self.routes_changed();
         Ok(())
     }
@@ -79,68 +79,51 @@ impl Rpc {
     /// Installs the policy that picks among several network transports to
     /// one peer, replacing any earlier one.
     pub fn set_transport_policy(&self, policy: Arc<dyn TransportPolicy>) {
-        *self
-            .inner
-            .policy
+        self.inner
+            .choice
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(policy);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .policy = Some(policy);
+    }
+}
+
+/// What restricts and decides the choice of connection: read on every call.
+#[derive(Default)]
+pub(crate) struct Choice {
+    /// The transports calls may use; `None`: all.
+    pub allowed: Option<Vec<String>>,
+    /// Chooses among several network transports.
+    pub policy: Option<Arc<dyn TransportPolicy>>,
+}
+
+impl Choice {
+    /// Whether calls may use the transport `scheme`.
+    pub(crate) fn allows(&self, scheme: &str) -> bool {
+        self.allowed
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|s| s == scheme))
     }
 }
 
 impl Inner {
-    /// Whether calls may use the transport `scheme`.
-    pub(crate) fn allows(&self, scheme: &str) -> bool {
-        self.allowed
+    fn choice(&self) -> std::sync::RwLockReadGuard<'_, Choice> {
+        self.choice
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .is_none_or(|a| a.iter().any(|s| s == scheme))
+    }
+
+    /// Whether calls may use the transport `scheme`.
+    pub(crate) fn allows(&self, scheme: &str) -> bool {
+        self.choice().allows(scheme)
     }
 
     pub(crate) fn policy(&self) -> Option<Arc<dyn TransportPolicy>> {
-        self.policy
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.choice().policy.clone()
     }
 
     /// The connection for the next call to `peer`, and whether the policy
     /// chose it (so that the call reports its round trip).
     pub(crate) fn pick(&self, peer: &str) -> Option<(Arc<ConnHandle>, bool)> {
-        let restricted = self
-            .allowed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        let policy = self.policy();
-        if !restricted && policy.is_none() {
-            return self.peers.pick(peer).map(|c| (c, false));
-        }
-        let conns = self.peers.live(peer);
-        let usable: Vec<&Arc<ConnHandle>> = conns
-            .iter()
-            .filter(|c| self.allows(c.info.transport))
-            .collect();
-        if let Some(local) = usable.iter().find(|c| c.local) {
-            return Some(((*local).clone(), false));
-        }
-        let mut schemes: Vec<&'static str> = usable.iter().map(|c| c.info.transport).collect();
-        schemes.sort_unstable();
-        schemes.dedup();
-        match (schemes.len(), policy) {
-            (0, _) => None,
-            (1, _) | (_, None) => {
-                let i = self.peers.rotate(peer) % usable.len();
-                Some((usable[i].clone(), false))
-            }
-            (_, Some(policy)) => {
-                let scheme = schemes
-                    .get(policy.choose(peer, &schemes))
-                    .copied()
-                    .unwrap_or(schemes[0]);
-                let conn = usable.iter().find(|c| c.info.transport == scheme)?;
-                Some(((*conn).clone(), true))
-            }
-        }
+        self.peers.pick_with(peer, &self.choice())
     }
 }

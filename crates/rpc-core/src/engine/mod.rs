@@ -121,9 +121,8 @@ pub(crate) struct Inner {
     /// Grows with every change of the peer table (see `Rpc::peers_generation`).
     peers_gen: AtomicU64,
     router: RwLock<Option<Arc<dyn Router>>>,
-    /// The transports calls may use (`Rpc::set_transports`); `None`: all.
-    allowed: RwLock<Option<Vec<String>>>,
-    policy: RwLock<Option<Arc<dyn TransportPolicy>>>,
+    /// Transport restriction and policy (`engine/choice.rs`).
+    choice: RwLock<choice::Choice>,
     /// Frames relayed for other peers.
     relayed: AtomicU64,
     pending: Mutex<PendingCalls<Waiter>>,
@@ -180,8 +179,7 @@ impl Rpc {
             peer_changed: Notify::new(),
             peers_gen: AtomicU64::new(0),
             router: RwLock::new(None),
-            allowed: RwLock::new(None),
-            policy: RwLock::new(None),
+            choice: RwLock::default(),
             relayed: AtomicU64::new(0),
             pending: Mutex::new(PendingCalls::new(rand::random())),
             listening: Mutex::default(),

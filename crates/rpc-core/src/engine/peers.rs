@@ -59,47 +59,51 @@ impl Peers {
         }
     }
 
-    /// A live connection to `name`, round robin over several.
-    pub(crate) fn pick(&self, name: &str) -> Option<Arc<ConnHandle>> {
+    /// A live connection to `name` allowed by `choice`, and whether its
+    /// policy chose it. Host-local connections win; among network
+    /// connections of several transports the policy chooses; otherwise
+    /// calls rotate. Allocates only when a policy chooses.
+    pub(crate) fn pick_with(
+        &self,
+        name: &str,
+        choice: &super::choice::Choice,
+    ) -> Option<(Arc<ConnHandle>, bool)> {
         let mut inner = lock(&self.inner);
         let entry = inner.by_name.get_mut(name)?;
         if entry.conns.iter().any(|c| c.is_closed()) {
             entry.conns.retain(|c| !c.is_closed());
         }
-        if entry.conns.is_empty() {
-            return None;
-        }
         entry.next = entry.next.wrapping_add(1);
-        // Host-local connections (shared memory) beat network ones.
-        let locals = entry.conns.iter().filter(|c| c.local).count();
-        let chosen = if locals > 0 {
+        let next = entry.next;
+        let usable = || {
             entry
                 .conns
                 .iter()
-                .filter(|c| c.local)
-                .nth(entry.next % locals)
-        } else {
-            entry.conns.get(entry.next % entry.conns.len())
+                .filter(|c| choice.allows(c.info.transport))
         };
-        chosen.cloned()
-    }
-
-    /// The live connections to `name`.
-    pub(crate) fn live(&self, name: &str) -> Vec<Arc<ConnHandle>> {
-        lock(&self.inner)
-            .by_name
-            .get(name)
-            .map(|e| e.conns.iter().filter(|c| !c.is_closed()).cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// A counter per peer for rotating over its connections.
-    pub(crate) fn rotate(&self, name: &str) -> usize {
-        let mut inner = lock(&self.inner);
-        inner.by_name.get_mut(name).map_or(0, |e| {
-            e.next = e.next.wrapping_add(1);
-            e.next
-        })
+        let locals = usable().filter(|c| c.local).count();
+        if locals > 0 {
+            return usable()
+                .filter(|c| c.local)
+                .nth(next % locals)
+                .map(|c| (c.clone(), false));
+        }
+        let count = usable().count();
+        let first = usable().next()?;
+        let single_scheme = usable().all(|c| c.info.transport == first.info.transport);
+        match &choice.policy {
+            Some(policy) if !single_scheme => {
+                let mut schemes: Vec<&'static str> = usable().map(|c| c.info.transport).collect();
+                schemes.sort_unstable();
+                schemes.dedup();
+                let i = policy.choose(name, &schemes);
+                let scheme = schemes.get(i).copied().unwrap_or(schemes[0]);
+                usable()
+                    .find(|c| c.info.transport == scheme)
+                    .map(|c| (c.clone(), true))
+            }
+            _ => usable().nth(next % count).map(|c| (c.clone(), false)),
+        }
     }
 
     /// Whether `name` has a live host-local connection.
