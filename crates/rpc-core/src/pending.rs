@@ -2,7 +2,7 @@
 //!
 //! Pure logic: no I/O, no clock. Time is passed in as `now`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ pub type ConnId = u64;
 /// `W` is whatever wakes the caller (the engine uses a oneshot sender).
 #[derive(Debug)]
 pub struct PendingCalls<W> {
-    entries: HashMap<u64, Entry<W>>,
+    entries: FxHashMap<u64, Entry<W>>,
     next_id: u64,
 }
 
@@ -31,7 +31,7 @@ impl<W> PendingCalls<W> {
     /// match.
     pub fn new(first_id: u64) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             next_id: first_id,
         }
     }

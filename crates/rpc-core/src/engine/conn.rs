@@ -2,7 +2,6 @@
 //! answers of handlers that finish inline, see `outbox.rs`), and
 //! the clean-up that fails its pending calls.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,7 +140,7 @@ pub(crate) async fn run_connection(
     }
     tracing::debug!(peer = %peer, conn = handle.id, ?direction, transport = handle.info.transport, "connection up");
 
-    let incoming: IncomingTable = Arc::new(Mutex::new(HashMap::new()));
+    let incoming: IncomingTable = Arc::new(Mutex::new(Default::default()));
     let end = read_loop(&inner, &handle, &mut *stream, &incoming).await;
 
     // Clean-up: the connection is gone for everyone. Answers already queued

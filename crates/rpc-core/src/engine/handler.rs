@@ -140,7 +140,9 @@ pub(crate) enum ReplyTo {
 
 /// Requests in progress on one connection, so that a cancel frame can reach
 /// them.
-pub(crate) type IncomingTable = Arc<Mutex<std::collections::HashMap<u64, CancellationToken>>>;
+/// Keyed by the caller's request ids: a caller choosing colliding ids slows
+/// only its own connection's table.
+pub(crate) type IncomingTable = Arc<Mutex<rustc_hash::FxHashMap<u64, CancellationToken>>>;
 
 /// Sends the one answer to a call.
 pub(crate) struct RawResponder {

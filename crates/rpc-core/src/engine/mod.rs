@@ -30,6 +30,8 @@ mod route;
 mod signal;
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -115,7 +117,7 @@ pub(crate) struct Inner {
     config: Config,
     timeout_nanos: AtomicU64,
     transports: RwLock<HashMap<&'static str, Arc<dyn Transport>>>,
-    registry: RwLock<HashMap<Arc<str>, HashMap<u16, Registration>>>,
+    registry: RwLock<FxHashMap<Arc<str>, FxHashMap<u16, Registration>>>,
     peers: peers::Peers,
     peer_changed: Notify,
     /// Grows with every change of the peer table (see `Rpc::peers_generation`).

@@ -1,6 +1,6 @@
 //! The table of connected peers, by name.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
 use super::conn::ConnHandle;
@@ -16,7 +16,7 @@ pub(crate) struct Peers {
 
 #[derive(Debug, Default)]
 struct PeersInner {
-    by_name: HashMap<Arc<str>, PeerEntry>,
+    by_name: FxHashMap<Arc<str>, PeerEntry>,
 }
 
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 //! room in the read buffer. A decoded frame's body and attachments are slices
 //! of the read buffer, never copies.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ const KNOWN_FLAGS: u8 = FLAG_METHOD_NAME | FLAG_DEADLINE | FLAG_ROUTE;
 pub struct FrameCodec {
     max_frame_len: u64,
     /// The methods this side announced, with the ids it assigned.
-    sent_methods: HashMap<Arc<str>, u32>,
+    sent_methods: FxHashMap<Arc<str>, u32>,
     /// The methods the peer announced; id `n` is at index `n - 1`.
     received_methods: Vec<Arc<str>>,
     /// The frame at the front of the read buffer, once its size is known, so
@@ -122,7 +122,7 @@ impl FrameCodec {
     pub fn new(max_frame_len: u64) -> Self {
         Self {
             max_frame_len,
-            sent_methods: HashMap::new(),
+            sent_methods: FxHashMap::default(),
             received_methods: Vec::new(),
             pending: None,
         }
