@@ -38,19 +38,8 @@ pub(crate) struct TcpFrameSink {
 }
 
 impl TcpFrameSink {
-    /// A sink that refuses frames over `max_frame_len` bytes.
-    pub(crate) fn new(writer: OwnedWriteHalf, max_frame_len: u64) -> Self {
-        Self {
-            writer: Some(writer),
-            codec: FrameCodec::new(max_frame_len),
-            queue: WriteQueue::new(),
-        }
-    }
-}
-
-#[async_trait]
-impl FrameSink for TcpFrameSink {
-    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+    /// Checks and encodes a frame into the write queue.
+    fn enqueue(&mut self, frame: Frame) -> Result<(), TransportError> {
         if self.writer.is_none() {
             return Err(TransportError::Closed);
         }
@@ -68,10 +57,61 @@ impl FrameSink for TcpFrameSink {
         for attachment in frame.attachments {
             self.queue.push(attachment);
         }
+        Ok(())
+    }
+
+    /// Ends the sink after a failed write.
+    fn write_failed(&mut self, e: io::Error) -> TransportError {
+        self.writer = None;
+        self.queue = WriteQueue::new();
+        TransportError::io("write", e)
+    }
+
+    /// A sink that refuses frames over `max_frame_len` bytes.
+    pub(crate) fn new(writer: OwnedWriteHalf, max_frame_len: u64) -> Self {
+        Self {
+            writer: Some(writer),
+            codec: FrameCodec::new(max_frame_len),
+            queue: WriteQueue::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl FrameSink for TcpFrameSink {
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        self.enqueue(frame)?;
         if self.queue.len() >= AUTO_FLUSH_AT {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    fn try_feed(&mut self, frame: Frame) -> Result<Option<Frame>, TransportError> {
+        if self.queue.len() + 1 + frame.attachments.len() >= AUTO_FLUSH_AT {
+            // `feed` flushes first; leave that to it.
+            return Ok(Some(frame));
+        }
+        self.enqueue(frame)?;
+        Ok(None)
+    }
+
+    fn try_flush(&mut self) -> Result<bool, TransportError> {
+        let Some(writer) = self.writer.as_ref() else {
+            return Err(TransportError::Closed);
+        };
+        self.queue.seal();
+        while !self.queue.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = self.queue.io_slices(&mut iov);
+            match writer.try_write_vectored(&iov[..count]) {
+                Ok(0) => return Err(self.write_failed(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.queue.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(self.write_failed(e)),
+            }
+        }
+        Ok(true)
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
@@ -91,11 +131,7 @@ impl FrameSink for TcpFrameSink {
             };
             match written {
                 Ok(n) => self.queue.advance(n),
-                Err(e) => {
-                    self.writer = None;
-                    self.queue = WriteQueue::new();
-                    return Err(TransportError::io("write", e));
-                }
+                Err(e) => return Err(self.write_failed(e)),
             }
         }
         Ok(())

@@ -252,6 +252,33 @@ async fn poll_into(
 
 #[async_trait]
 impl FrameStream for TcpFrameStream {
+    /// Decodes a frame already in the read buffer; never reads the socket.
+    fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
+        if self.reader.is_none() {
+            return Some(Err(TransportError::Closed));
+        }
+        if self.partial.is_none() {
+            match self.codec.decode_head(&mut self.buf) {
+                Ok(Some(head)) => {
+                    self.partial = Some(Partial {
+                        head,
+                        parts: Vec::new(),
+                        direct: None,
+                    });
+                }
+                Ok(None) => return None,
+                Err(e) => return Some(Err(self.fail(e))),
+            }
+        }
+        match self.partial.as_mut()?.advance(&mut self.buf) {
+            Ok(frame) => {
+                self.partial = None;
+                Some(Ok(Some(frame)))
+            }
+            Err(_) => None,
+        }
+    }
+
     // Cancel safe: bytes enter `buf` or the direct buffer only when a read
     // completes, everything received is kept in `self`, and decoding never
     // awaits, so a dropped future loses nothing.

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -305,7 +304,7 @@ async fn read_loop(
                 on_request(inner, conn, frame, incoming);
                 let mut end = None;
                 while end.is_none() {
-                    let Some(next) = stream.recv().now_or_never() else {
+                    let Some(next) = stream.try_recv() else {
                         break;
                     };
                     end = match next {

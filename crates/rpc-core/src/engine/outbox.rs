@@ -105,6 +105,9 @@ impl Outbox {
     /// Writes out the queue; the caller must be the writer. Returns at once
     /// if the writing completes without waiting, else hands it to a task.
     pub(crate) fn write_owned(self: &Arc<Self>) {
+        if self.try_write_now() {
+            return;
+        }
         let mut writing: Pin<Box<dyn Future<Output = ()> + Send>> =
             Box::pin(self.clone().write_queue());
         let mut cx = Context::from_waker(Waker::noop());
@@ -112,6 +115,54 @@ impl Outbox {
             // The sink is waiting for the socket. The next poll, in the task,
             // registers the task's waker in place of the no-op one.
             self.tracker.spawn_on(writing, &self.runtime);
+        }
+    }
+
+    /// Writes out the queue through the sink's non-waiting methods, as
+    /// `write_queue` would; the caller must be the writer. `true` when done
+    /// (the role is let go or handed on as `write_queue` does), `false` when
+    /// the sink would have to wait: the caller still holds the role, and
+    /// what is left stays queued (in the outbox or the sink) for
+    /// `write_queue`. Saves building a future per write.
+    fn try_write_now(&self) -> bool {
+        if self.closing.load(Ordering::SeqCst) {
+            return false;
+        }
+        loop {
+            let mut slot = lock(&self.sink);
+            let Some(sink) = slot.as_mut() else {
+                return false;
+            };
+            let outcome = loop {
+                let next = lock(&self.queue).pop_front();
+                match next {
+                    Some(frame) => match sink.try_feed(frame) {
+                        Ok(None) => {}
+                        Ok(Some(frame)) => {
+                            lock(&self.queue).push_front(frame);
+                            return false;
+                        }
+                        Err(e) => break Err(e),
+                    },
+                    None => break sink.try_flush(),
+                }
+            };
+            drop(slot);
+            match outcome {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(e) => {
+                    tracing::debug!("writing failed: {e}");
+                    lock(&self.queue).clear();
+                    self.closed.fire();
+                    self.writing.store(false, Ordering::SeqCst);
+                    return true;
+                }
+            }
+            self.writing.store(false, Ordering::SeqCst);
+            if lock(&self.queue).is_empty() || !self.try_become_writer() {
+                return true;
+            }
         }
     }
 

@@ -437,6 +437,28 @@ impl FrameSink for MemSink {
         self.tx = None;
         Ok(())
     }
+
+    fn try_feed(&mut self, frame: Frame) -> Result<Option<Frame>, TransportError> {
+        if !self.latency.is_zero() {
+            return Ok(Some(frame));
+        }
+        if self.kill.is_cancelled() {
+            return Err(reset());
+        }
+        let tx = self.tx.as_ref().ok_or(TransportError::Closed)?;
+        match tx.try_send(frame) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(frame)) => Ok(Some(frame)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed),
+        }
+    }
+
+    fn try_flush(&mut self) -> Result<bool, TransportError> {
+        match self.tx {
+            Some(_) => Ok(true),
+            None => Err(TransportError::Closed),
+        }
+    }
 }
 
 struct MemStream {
@@ -447,6 +469,30 @@ struct MemStream {
 
 #[async_trait]
 impl FrameStream for MemStream {
+    fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
+        if self.kill.is_cancelled() {
+            return futures_util::FutureExt::now_or_never(self.recv());
+        }
+        let Some(rx) = self.rx.as_mut() else {
+            return Some(Err(TransportError::Closed));
+        };
+        match rx.try_recv() {
+            Ok(frame) if frame.wire_len() > self.max_frame_len => {
+                self.rx = None;
+                Some(Err(TransportError::FrameTooLarge {
+                    len: frame.wire_len(),
+                    max: self.max_frame_len,
+                }))
+            }
+            Ok(frame) => Some(Ok(Some(frame))),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                self.rx = None;
+                Some(Ok(None))
+            }
+        }
+    }
+
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         let Some(rx) = self.rx.as_mut() else {
             return Err(TransportError::Closed);

@@ -267,6 +267,26 @@ pub trait FrameSink: Send {
     /// Flushes and closes the sending direction; the peer's stream then ends
     /// with `Ok(None)`.
     async fn close(&mut self) -> Result<(), TransportError>;
+
+    /// Queues a frame like [`feed`](Self::feed) if that can be done without
+    /// waiting: `Ok(None)` when queued, `Ok(Some(frame))` to hand the frame
+    /// back for `feed` (the default: every frame goes through `feed`).
+    ///
+    /// Contract: never waits; a frame handed back was not queued; an error
+    /// means what it means from `feed`.
+    fn try_feed(&mut self, frame: Frame) -> Result<Option<Frame>, TransportError> {
+        Ok(Some(frame))
+    }
+
+    /// Writes out what is queued if that can be done without waiting:
+    /// `Ok(true)` when everything is written, `Ok(false)` when some remains
+    /// for [`flush`](Self::flush) (the default).
+    ///
+    /// Contract: never waits; partial progress is kept; an error means what
+    /// it means from `flush`.
+    fn try_flush(&mut self) -> Result<bool, TransportError> {
+        Ok(false)
+    }
 }
 
 /// The receiving half of a connection.
@@ -274,4 +294,16 @@ pub trait FrameSink: Send {
 pub trait FrameStream: Send {
     /// Receives the next frame; `Ok(None)` after a clean close. Cancel safe.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError>;
+
+    /// The next frame if it can be had at once, without waiting: `None` when
+    /// none is ready. The engine calls it after each frame to dispatch every
+    /// request already received before writing the answers.
+    ///
+    /// Contract: never waits; returns what [`recv`](Self::recv) would return
+    /// if that completed on its first poll, and leaves the stream as `recv`
+    /// would. The default polls `recv` once; a transport that buffers whole
+    /// frames can answer from its buffer without constructing a future.
+    fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
+        futures_util::FutureExt::now_or_never(self.recv())
+    }
 }
