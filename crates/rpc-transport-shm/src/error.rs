@@ -44,6 +44,25 @@ pub enum ShmError {
     /// A record in the ring is malformed.
     #[error("malformed record: {0}")]
     Record(&'static str),
+    /// A bulk descriptor is malformed: forged, or from another version.
+    #[error("invalid bulk descriptor: {0}")]
+    BulkDescriptor(&'static str),
+    /// A bulk read asked for bytes outside the region.
+    #[error("{len} bytes at offset {offset} are outside the bulk region of {size} bytes")]
+    BulkRange {
+        /// The offset asked for.
+        offset: u64,
+        /// The length asked for.
+        len: u64,
+        /// The region's length.
+        size: u64,
+    },
+    /// The owner's bulk server answered something malformed.
+    #[error("bulk protocol: {0}")]
+    BulkProtocol(&'static str),
+    /// The memfd an owner passed for a bulk region is not one we can map.
+    #[error("invalid bulk snapshot: {0}")]
+    BulkSnapshot(&'static str),
     /// The peer process ended without closing the connection.
     #[error(
         "the peer process went away without closing the connection{}",

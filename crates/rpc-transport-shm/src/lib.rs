@@ -91,6 +91,9 @@
 //! - `wait`: spinning, eventfds, and watching the peer's socket.
 //! - `unix`: addresses, binding and connecting, `SO_PEERCRED`,
 //!   `SCM_RIGHTS`.
+//! - `bulk`: the bulk level: read-only regions a peer on this host maps
+//!   instead of copying (owner table and bulk server, sealed snapshots,
+//!   descriptors).
 //! - `conn`: the handshake and an established connection; `listener`; `sink`
 //!   and `stream`, the two halves.
 
@@ -103,6 +106,8 @@ mod sync;
 
 #[cfg(not(loom))]
 mod arena;
+#[cfg(not(loom))]
+mod bulk;
 #[cfg(not(loom))]
 mod config;
 #[cfg(not(loom))]

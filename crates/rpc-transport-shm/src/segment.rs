@@ -121,6 +121,19 @@ impl Layout {
     }
 }
 
+/// A new empty memfd that can be sealed, named `name` in
+/// `/proc/PID/maps` (and nowhere in any file system).
+pub(crate) fn memfd(name: &std::ffi::CStr) -> Result<OwnedFd, ShmError> {
+    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
+    let raw =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if raw < 0 {
+        return Err(ShmError::last_os("memfd_create"));
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 fn round_up(n: usize) -> usize {
     n.div_ceil(PAGE) * PAGE
 }
@@ -139,19 +152,7 @@ impl Segment {
     /// memfd to pass to the peer.
     pub(crate) fn create(geometry: Geometry) -> Result<(Self, OwnedFd), ShmError> {
         let layout = Layout::new(geometry)?;
-        // SAFETY: a valid NUL-terminated name and flags; the result is
-        // checked.
-        let raw = unsafe {
-            libc::memfd_create(
-                c"rpc-shm".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if raw < 0 {
-            return Err(ShmError::last_os("memfd_create"));
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = memfd(c"rpc-shm")?;
         let len = libc::off_t::try_from(layout.len)
             .map_err(|_| ShmError::Config("the segment is too large".into()))?;
         // SAFETY: plain call on a descriptor we own.

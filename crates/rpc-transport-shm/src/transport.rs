@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use rpc_core::BulkTransport;
 use rpc_core::TransportError;
 use rpc_core::transport::{Address, ConnOptions, Connection, Listener, Locality, Transport};
 
+use crate::bulk::ShmBulk;
 use crate::config::ShmConfig;
 use crate::conn::{self, Ctx};
 use crate::listener::ShmListener;
@@ -16,11 +18,16 @@ use crate::wait::Stats;
 /// The shared-memory [`Transport`], serving the `shm` scheme. See the
 /// [crate docs](crate) for what it does.
 ///
-/// Clones share their configuration and their [`stats`](Self::stats).
-#[derive(Clone, Debug, Default)]
+/// Clones share their configuration, their [`stats`](Self::stats) and
+/// their bulk level: read-only regions exposed through an engine holding
+/// this transport are pulled by peers on the same host by mapping a sealed
+/// snapshot of them, without frames and without a copy (see
+/// [`Transport::bulk`]).
+#[derive(Clone, Debug)]
 pub struct ShmTransport {
     config: ShmConfig,
     stats: Arc<Stats>,
+    bulk: Arc<ShmBulk>,
 }
 
 /// Counters of one [`ShmTransport`] and its clones, over all their
@@ -44,6 +51,25 @@ pub struct ShmStats {
     /// Sleeps ended by the one-second backstop timer that then found work:
     /// a lost wake-up. Always zero unless a peer misbehaves.
     pub backstop_rescues: u64,
+    /// Read-only regions registered with the bulk level, as an owner.
+    pub bulk_registered: u64,
+    /// Sealed snapshots made of them for readers, as an owner: once per
+    /// region, and again after the owner wrote to it.
+    pub bulk_snapshots: u64,
+    /// Snapshots mapped, as a reader.
+    pub bulk_maps: u64,
+    /// Bulk reads served from a mapping, without frames or copies, as a
+    /// reader.
+    pub bulk_gets: u64,
+    /// Bulk reads left to the engine's framed copy, as a reader: the owner
+    /// is not reachable here, or refused (an unknown or unexposed region).
+    pub bulk_declined: u64,
+}
+
+impl Default for ShmTransport {
+    fn default() -> Self {
+        Self::with_config(ShmConfig::default())
+    }
 }
 
 impl ShmTransport {
@@ -54,9 +80,11 @@ impl ShmTransport {
 
     /// A transport with the given configuration.
     pub fn with_config(config: ShmConfig) -> Self {
+        let stats = Arc::<Stats>::default();
         Self {
             config,
-            stats: Arc::default(),
+            bulk: Arc::new(ShmBulk::new(stats.clone())),
+            stats,
         }
     }
 
@@ -77,6 +105,11 @@ impl ShmTransport {
             arena_attachments: get(&s.arena_attachments),
             arena_fallbacks: get(&s.arena_fallbacks),
             backstop_rescues: get(&s.backstop_rescues),
+            bulk_registered: get(&s.bulk_registered),
+            bulk_snapshots: get(&s.bulk_snapshots),
+            bulk_maps: get(&s.bulk_maps),
+            bulk_gets: get(&s.bulk_gets),
+            bulk_declined: get(&s.bulk_declined),
         }
     }
 
@@ -116,5 +149,11 @@ impl Transport for ShmTransport {
     ) -> Result<Box<dyn Connection>, TransportError> {
         let endpoint = Endpoint::parse(addr)?;
         Ok(Box::new(conn::client(&endpoint, &self.ctx(opts)).await?))
+    }
+
+    /// Maps read-only regions for peers on this host; see
+    /// [`ShmTransport`].
+    fn bulk(&self) -> Option<&dyn BulkTransport> {
+        Some(&*self.bulk)
     }
 }

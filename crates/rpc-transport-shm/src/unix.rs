@@ -257,7 +257,8 @@ pub(crate) async fn recv_exact(sock: &UnixStream, buf: &mut [u8]) -> io::Result<
     Ok(())
 }
 
-fn sendmsg(fd: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
+/// One `sendmsg` of `data` with `fds` attached; returns the bytes sent.
+pub(crate) fn sendmsg(fd: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<usize> {
     let fd_bytes = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(fd_bytes as u32) } as usize;

@@ -186,6 +186,11 @@ pub(crate) struct Stats {
     pub arena_attachments: AtomicU64,
     pub arena_fallbacks: AtomicU64,
     pub backstop_rescues: AtomicU64,
+    pub bulk_registered: AtomicU64,
+    pub bulk_snapshots: AtomicU64,
+    pub bulk_maps: AtomicU64,
+    pub bulk_gets: AtomicU64,
+    pub bulk_declined: AtomicU64,
 }
 
 impl Stats {
