@@ -133,12 +133,20 @@ impl Partial {
                 return Err(Need::Buffered(total - buf.len()));
             }
             let bytes = buf.split_to(total).freeze();
-            let mut at = 0;
-            for i in 0..self.part_count() {
-                let len = self.part_len(i);
-                self.parts.push(bytes.slice(at..at + len));
-                at += len;
-            }
+            let body_len = self.part_len(0);
+            let mut at = body_len;
+            // No vector at all for the attachments of a frame without any.
+            let attachments = (1..self.part_count())
+                .map(|i| {
+                    let len = self.part_len(i);
+                    at += len;
+                    bytes.slice(at - len..at)
+                })
+                .collect();
+            return Ok(self
+                .head
+                .clone()
+                .into_frame(bytes.slice(..body_len), attachments));
         }
         while self.parts.len() < self.part_count() {
             let i = self.parts.len();
