@@ -1,12 +1,15 @@
 //! Bulk transfers over shared memory: a pull of a read-only region maps the
 //! owner's sealed snapshot (no frame, no copy), and everything else (push,
 //! writable regions, refusals, forged descriptors) ends as the framed copy
-//! or a typed error, never a panic.
+//! or a typed error, never a panic. The same between two processes.
 
+mod common;
+
+use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rpc_core::{BulkError, BulkHandle, BulkMode, BulkRegion, Error, Rpc, Transport};
+use rpc_core::{BulkError, BulkHandle, BulkMode, BulkRegion, Error, HandlerError, Rpc, Transport};
 use rpc_transport_shm::{ShmStats, ShmTransport};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -239,4 +242,73 @@ async fn forged_descriptors_are_errors_and_pulls_fall_back_to_frames() {
     let got = client.bulk_pull(&garbage, 99_000, 1000).await.unwrap();
     assert_eq!(&got[..], &data[99_000..]);
     assert_eq!(bulk(client_shm.stats()), (0, 0, 0, 0, 0));
+}
+
+/// The reader process of `a_reader_process_maps_the_owners_snapshot`.
+#[test]
+fn child_entry() {
+    let Some(role) = common::role() else {
+        return;
+    };
+    assert_eq!(role, "bulk-reader");
+    let addr = std::env::var(common::ADDR).unwrap();
+    common::runtime().block_on(async {
+        let shm = ShmTransport::new();
+        let client = Rpc::new();
+        client.set_name("reader").unwrap();
+        client.add_transport(shm.clone());
+        client
+            .connect(&addr)
+            .unwrap()
+            .established(LONG)
+            .await
+            .unwrap();
+        let ro: BulkHandle = client.call("owner", "handle", &()).await.unwrap();
+        let got = client.bulk_pull(&ro, 1000, 8 * MIB as u64).await.unwrap();
+        assert!(got[..] == pattern(16 * MIB, 5)[1000..1000 + 8 * MIB]);
+        assert_eq!(bulk(shm.stats()), (0, 0, 1, 1, 0));
+        assert!(client.call::<bool>("owner", "unexpose", &()).await.unwrap());
+        assert_bulk(
+            client.bulk_pull(&ro, 0, 1).await,
+            BulkError::UnknownHandle { id: ro.id() },
+        );
+        assert!(got[..] == pattern(16 * MIB, 5)[1000..1000 + 8 * MIB]);
+    });
+}
+
+#[test]
+fn a_reader_process_maps_the_owners_snapshot() {
+    if common::role().is_some() {
+        return;
+    }
+    common::runtime().block_on(async {
+        let shm = ShmTransport::new();
+        let owner = Rpc::new();
+        owner.set_name("owner").unwrap();
+        owner.add_transport(shm.clone());
+        let addr = owner.listen("shm://0").await.unwrap();
+        let ro = owner.expose(Bytes::from(pattern(16 * MIB, 5)), BulkMode::ReadOnly);
+        let h = ro.clone();
+        owner
+            .define("handle", move |(): ()| {
+                let h = h.clone();
+                async move { Ok::<_, HandlerError>(h) }
+            })
+            .unwrap();
+        let (o, h) = (owner.clone(), ro.clone());
+        owner
+            .define("unexpose", move |(): ()| {
+                let unexposed = o.unexpose(&h);
+                async move { Ok::<_, HandlerError>(unexposed) }
+            })
+            .unwrap();
+        let mut child =
+            common::spawn_child("child_entry", "bulk-reader", addr.as_str(), Stdio::null());
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "the reader failed: {status}");
+        assert_eq!(bulk(shm.stats()), (1, 1, 0, 0, 0));
+    });
 }
