@@ -1,6 +1,7 @@
 //! [`DistNeighborSampler`]: multi-hop sampling across partitions.
 
 use super::{DistDataset, DistFeature, DistGraph};
+use crate::sample::{begin_batch, end_hop};
 use crate::{GraphError, Inducer, NeighborBatch, SamplerConfig, SamplerOutput};
 
 /// One sampled mini-batch, as loaders yield it.
@@ -71,12 +72,8 @@ impl DistNeighborSampler {
         batch: u64,
         out: &mut SamplerOutput,
     ) -> Result<(), GraphError> {
-        out.clear();
         let ind = &mut self.inducer;
-        ind.reset();
-        ind.add_seeds(seeds, &mut out.seed_positions);
-        let mut frontier = ind.advance();
-        out.num_sampled_nodes.push(frontier.len() as u64);
+        let mut frontier = begin_batch(ind, seeds, out);
         let opts = self.config.options;
         for (hop, &fanout) in self.config.fanouts.iter().enumerate() {
             let key = self.config.hop_key(batch, hop);
@@ -86,11 +83,7 @@ impl DistNeighborSampler {
             self.graph
                 .sample_one_hop(&self.frontier, fanout, key, opts, &mut self.merged)
                 .await?;
-            let eids = opts.with_edge_ids.then_some(&mut out.edge_ids);
-            let n = ind.induce(frontier, &self.merged, &mut out.rows, &mut out.cols, eids)?;
-            out.num_sampled_edges.push(n as u64);
-            frontier = ind.advance();
-            out.num_sampled_nodes.push(frontier.len() as u64);
+            frontier = end_hop(ind, frontier, &self.merged, opts.with_edge_ids, out)?;
         }
         ind.take_nodes(&mut out.nodes);
         Ok(())

@@ -40,6 +40,7 @@ pub use hetero::{HeteroSampler, HeteroSamplerOutput, TypedEdges};
 pub use induce::Inducer;
 pub use link::{LinkSamplerOutput, NegativeSampling, sample_from_edges};
 pub use multi::{NeighborSampler, SamplerConfig, SamplerOutput};
+pub(crate) use multi::{begin_batch, end_hop};
 pub use subgraph::{Subgraph, induced_subgraph};
 
 use crate::rng::{WyRand, mix64};

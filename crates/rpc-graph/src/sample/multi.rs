@@ -160,24 +160,50 @@ impl NeighborSampler {
         batch: u64,
         out: &mut SamplerOutput,
     ) -> Result<(), GraphError> {
-        out.clear();
         let ind = &mut self.inducer;
-        ind.reset();
-        ind.add_seeds(seeds, &mut out.seed_positions);
-        let mut frontier = ind.advance();
-        out.num_sampled_nodes.push(frontier.len() as u64);
+        let mut frontier = begin_batch(ind, seeds, out);
         let opts = self.config.options;
         for (hop, &fanout) in self.config.fanouts.iter().enumerate() {
             let key = self.config.hop_key(batch, hop);
             let ids = &ind.nodes()[frontier.clone()];
             sample_neighbors_into(source, ids, fanout, key, opts, &mut self.batch)?;
-            let eids = opts.with_edge_ids.then_some(&mut out.edge_ids);
-            let n = ind.induce(frontier, &self.batch, &mut out.rows, &mut out.cols, eids)?;
-            out.num_sampled_edges.push(n as u64);
-            frontier = ind.advance();
-            out.num_sampled_nodes.push(frontier.len() as u64);
+            frontier = end_hop(ind, frontier, &self.batch, opts.with_edge_ids, out)?;
         }
         ind.take_nodes(&mut out.nodes);
         Ok(())
     }
+}
+
+/// The start of every multi-hop batch, local or distributed: clears `out`
+/// and `ind`, adds the seeds, and returns the first frontier (local
+/// indices).
+pub(crate) fn begin_batch(
+    ind: &mut Inducer,
+    seeds: &[u64],
+    out: &mut SamplerOutput,
+) -> Range<usize> {
+    out.clear();
+    ind.reset();
+    ind.add_seeds(seeds, &mut out.seed_positions);
+    let frontier = ind.advance();
+    out.num_sampled_nodes.push(frontier.len() as u64);
+    frontier
+}
+
+/// The end of every hop: induces `batch` (the answer for `frontier`) into
+/// `out` and returns the next frontier. After the last hop, take the nodes
+/// with [`Inducer::take_nodes`].
+pub(crate) fn end_hop(
+    ind: &mut Inducer,
+    frontier: Range<usize>,
+    batch: &NeighborBatch,
+    with_edge_ids: bool,
+    out: &mut SamplerOutput,
+) -> Result<Range<usize>, GraphError> {
+    let eids = with_edge_ids.then_some(&mut out.edge_ids);
+    let n = ind.induce(frontier, batch, &mut out.rows, &mut out.cols, eids)?;
+    out.num_sampled_edges.push(n as u64);
+    let next = ind.advance();
+    out.num_sampled_nodes.push(next.len() as u64);
+    Ok(next)
 }
