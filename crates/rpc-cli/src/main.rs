@@ -7,10 +7,13 @@
 //!   to any node and prints the result as JSON.
 //! - `rpc members --node tcp://HOST:PORT`: prints what a node knows of the
 //!   cluster.
+//! - `rpc graph generate|partition|serve|sample`: R-MAT datasets,
+//!   partitioning, partition servers and loader throughput (see [`graph`]).
 //!
 //! Logs go to stderr (`RUST_LOG` filters them); results go to stdout.
 
 mod config;
+mod graph;
 mod node;
 
 use std::path::PathBuf;
@@ -59,6 +62,12 @@ enum Command {
         #[arg(long)]
         node: String,
     },
+    /// Generate, partition, serve and sample graphs.
+    Graph {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: graph::GraphCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +95,7 @@ fn main() -> ExitCode {
                 timeout,
             } => node::plan(&node, &plan, Duration::from_secs_f64(timeout)).await,
             Command::Members { node } => node::members(&node).await,
+            Command::Graph { cmd } => graph::run(cmd).await,
         }
     });
     match result {
