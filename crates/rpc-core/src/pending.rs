@@ -17,11 +17,15 @@ pub type ConnId = u64;
 pub struct PendingCalls<W> {
     entries: FxHashMap<u64, Entry<W>>,
     next_id: u64,
+    /// No deadline of a pending call is earlier (it may be earlier than
+    /// the earliest: entries leave without updating it).
+    next_deadline: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Entry<W> {
     conn: ConnId,
+    deadline: Option<Instant>,
     waiter: W,
 }
 
@@ -33,20 +37,65 @@ impl<W> PendingCalls<W> {
         Self {
             entries: FxHashMap::default(),
             next_id: first_id,
+            next_deadline: None,
         }
     }
 
     /// Registers a call sent on `conn` and returns its request id. Ids are
     /// unique among pending calls, also after the counter wraps.
     pub fn insert(&mut self, conn: ConnId, waiter: W) -> u64 {
+        self.insert_entry(conn, None, waiter)
+    }
+
+    /// Registers a call that [`expire`](Self::expire) ends at `deadline`.
+    /// Returns its request id, and whether its deadline is now the earliest
+    /// (whoever expires calls must then look again).
+    pub fn insert_until(&mut self, conn: ConnId, deadline: Instant, waiter: W) -> (u64, bool) {
+        let id = self.insert_entry(conn, Some(deadline), waiter);
+        let earliest = self.next_deadline.is_none_or(|d| deadline < d);
+        if earliest {
+            self.next_deadline = Some(deadline);
+        }
+        (id, earliest)
+    }
+
+    fn insert_entry(&mut self, conn: ConnId, deadline: Option<Instant>, waiter: W) -> u64 {
         loop {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1);
             if let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry(id) {
-                slot.insert(Entry { conn, waiter });
+                slot.insert(Entry {
+                    conn,
+                    deadline,
+                    waiter,
+                });
                 return id;
             }
         }
+    }
+
+    /// Removes every call whose deadline is at or before `now`, and returns
+    /// their ids and waiters. Afterwards [`next_deadline`](Self::next_deadline)
+    /// is the earliest deadline left.
+    pub fn expire(&mut self, now: Instant) -> Vec<(u64, W)> {
+        let due: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        let expired = due
+            .into_iter()
+            .filter_map(|id| self.entries.remove(&id).map(|e| (id, e.waiter)))
+            .collect();
+        self.next_deadline = self.entries.values().filter_map(|e| e.deadline).min();
+        expired
+    }
+
+    /// No pending call's deadline is earlier than this; `None` when no
+    /// call has one.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_deadline
     }
 
     /// Removes the call `id` when its response arrives on `conn`. A response
@@ -119,6 +168,31 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.remove(a), Some((1, "a")));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn calls_expire_at_their_deadline_and_the_earliest_is_tracked() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut t = PendingCalls::new(0);
+        let (a, first) = t.insert_until(1, t0 + s(5), "a");
+        assert!(first);
+        let (b, earlier) = t.insert_until(1, t0 + s(2), "b");
+        assert!(earlier);
+        let (_, later) = t.insert_until(2, t0 + s(9), "c");
+        assert!(!later);
+        t.insert(1, "no deadline");
+        assert_eq!(t.next_deadline(), Some(t0 + s(2)));
+        assert!(t.expire(t0 + s(1)).is_empty());
+        assert_eq!(t.expire(t0 + s(2)), vec![(b, "b")]);
+        assert_eq!(t.next_deadline(), Some(t0 + s(5)));
+        // Completed calls never expire; the estimate catches up on expiry.
+        assert_eq!(t.complete(1, a), Some("a"));
+        assert!(t.expire(t0 + s(5)).is_empty());
+        assert_eq!(t.next_deadline(), Some(t0 + s(9)));
+        assert_eq!(t.expire(t0 + s(60)).len(), 1);
+        assert_eq!(t.next_deadline(), None);
+        assert_eq!(t.len(), 1, "the call without a deadline stays");
     }
 
     #[test]

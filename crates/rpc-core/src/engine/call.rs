@@ -306,7 +306,10 @@ async fn call_raw(
     // Only calls whose transport the policy chose report their round trip.
     let sent = measure.then(|| (Instant::now(), frame.wire_len()));
     let (tx, rx) = oneshot::channel();
-    let id = lock(&inner.pending).insert(conn.id, tx);
+    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, tx);
+    if earliest {
+        inner.deadlines_changed();
+    }
     tracing::Span::current().record("request_id", id);
     frame.request_id = id;
     frame.deadline = Some(remaining(deadline, Instant::now()));
@@ -318,10 +321,17 @@ async fn call_raw(
     };
     let _waiting = Waiting(&conn);
     conn.send_request(frame);
-    let outcome = tokio::time::timeout_at(deadline, rx).await;
+    // No timer of its own: the engine's deadline task fails the call at its
+    // deadline (`deadline.rs`).
+    let outcome = rx.await;
+    std::mem::forget(guard);
     match outcome {
-        Ok(Ok(answer)) => {
-            std::mem::forget(guard);
+        Ok(Err(Error::Timeout { .. })) => {
+            // The deadline task removed the call; tell the callee to stop.
+            conn.send(Frame::new(FrameKind::Cancel, id));
+            Err(timed_out())
+        }
+        Ok(answer) => {
             if let (Some((at, len)), Ok(frame), Some(policy)) = (sent, &answer, inner.policy()) {
                 let bytes = len + frame.wire_len();
                 policy.observe(peer, conn.info.transport, bytes, at.elapsed());
@@ -330,12 +340,7 @@ async fn call_raw(
         }
         // The waiter was dropped without an answer: only shutdown does that
         // without sending one first.
-        Ok(Err(_)) => {
-            std::mem::forget(guard);
-            Err(Error::ShutDown)
-        }
-        // The guard sends the cancel as it drops.
-        Err(_) => Err(timed_out()),
+        Err(_) => Err(Error::ShutDown),
     }
 }
 

@@ -20,6 +20,7 @@ mod choice;
 mod config;
 mod conn;
 mod control;
+mod deadline;
 mod debug;
 mod define;
 mod handler;
@@ -120,6 +121,9 @@ pub(crate) struct Inner {
     registry: RwLock<FxHashMap<Arc<str>, FxHashMap<u16, Registration>>>,
     peers: peers::Peers,
     peer_changed: Notify,
+    /// Wakes the task that fails calls past their deadline (`deadline.rs`).
+    deadline_wake: Notify,
+    deadline_task: AtomicBool,
     /// Grows with every change of the peer table (see `Rpc::peers_generation`).
     peers_gen: AtomicU64,
     router: RwLock<Option<Arc<dyn Router>>>,
@@ -179,6 +183,8 @@ impl Rpc {
             registry: RwLock::default(),
             peers: peers::Peers::default(),
             peer_changed: Notify::new(),
+            deadline_wake: Notify::new(),
+            deadline_task: AtomicBool::new(false),
             peers_gen: AtomicU64::new(0),
             router: RwLock::new(None),
             choice: RwLock::default(),

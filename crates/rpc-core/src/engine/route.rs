@@ -267,7 +267,11 @@ pub(crate) fn relay(
         return;
     }
     let (tx, rx) = oneshot::channel();
-    let id = lock(&inner.pending).insert(out.id, tx);
+    let until = Instant::now() + onward;
+    let (id, earliest) = lock(&inner.pending).insert_until(out.id, until, tx);
+    if earliest {
+        inner.deadlines_changed();
+    }
     frame.request_id = id;
     let token = CancellationToken::new();
     lock(incoming).insert(orig_id, token.clone());
@@ -281,26 +285,32 @@ pub(crate) fn relay(
             id,
         };
         let outcome = tokio::select! {
-            answer = tokio::time::timeout(onward, rx) => Some(answer),
+            answer = rx => Some(answer),
             () = token.cancelled() => None,
         };
         lock(&incoming).remove(&orig_id);
         let answer = match outcome {
-            Some(Ok(Ok(Ok(mut answer)))) => {
+            Some(Ok(Ok(mut answer))) => {
                 answer.request_id = orig_id;
                 answer
             }
-            Some(Ok(Ok(Err(e)))) => error_frame(
+            // Past the budget: the deadline task removed the call; tell the
+            // next hop to stop. The caller times out by itself.
+            Some(Ok(Err(Error::Timeout { .. }))) => {
+                std::mem::forget(guard);
+                out.send(Frame::new(FrameKind::Cancel, id));
+                return;
+            }
+            Some(Ok(Err(e))) => error_frame(
                 orig_id,
                 &WireError::Unreachable {
                     peer: dst.to_string(),
                     reason: format!("relay {}: {e}", inner2.name()),
                 },
             ),
-            Some(Ok(Err(_))) => error_frame(orig_id, &WireError::ShuttingDown),
-            // Timed out or cancelled: the guard tells the next hop to stop;
-            // the caller has given up or times out by itself.
-            Some(Err(_)) | None => return,
+            Some(Err(_)) => error_frame(orig_id, &WireError::ShuttingDown),
+            // Cancelled: the guard tells the next hop to stop.
+            None => return,
         };
         std::mem::forget(guard);
         from.send(answer);
