@@ -247,26 +247,11 @@ async fn serve(
     let addr = rpc.listen(listen).await?;
     println!("ready partition {part} of {k} at {addr} as {name}");
     std::io::stdout().flush()?;
-    shutdown_signal().await;
+    crate::node::shutdown_signal().await;
     server.shutdown().await;
     rpc.shutdown();
     rpc.wait_for_shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn sample(a: SampleArgs) -> Result<()> {

@@ -62,7 +62,8 @@ pub(crate) async fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
