@@ -46,6 +46,13 @@
 //!   or a malformed record ends only its own connection. Every position read
 //!   from shared memory is checked before use.
 //!
+//! - **Bulk.** Its [bulk level](rpc_core::BulkTransport) lets a peer on
+//!   this host pull a read-only exposed region by mapping a sealed memfd
+//!   snapshot of it: no frame and no copy per pull, one small round trip
+//!   with the owner (so an unexposed region is refused at once). Writable
+//!   regions and pushes use the engine's framed copy. [`ShmStats`] counts
+//!   what was mapped.
+//!
 //! What it deliberately does **not** do: connect processes on different
 //! hosts or network namespaces (see [`host_key`] to tell), protect against
 //! a peer of the same user that writes into the shared segment while we
