@@ -12,6 +12,8 @@
 //!
 //! Logs go to stderr (`RUST_LOG` filters them); results go to stdout.
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod graph;
 mod node;

@@ -35,6 +35,8 @@
 //! - `bandit`: transport choice (pure); `choice`: the engine policy using it.
 //! - `error`: [`DiscoveryError`].
 
+#![forbid(unsafe_code)]
+
 pub mod bandit;
 mod choice;
 mod error;
