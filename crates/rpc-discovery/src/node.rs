@@ -106,6 +106,11 @@ impl Node {
     /// `listen`; then [`join`](Self::join) a seed (the first node joins
     /// nobody).
     pub fn start(rpc: &Rpc, config: DiscoveryConfig) -> Result<Self, DiscoveryError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(DiscoveryError::InvalidArgument(
+                "Node::start must be called inside a tokio runtime".into(),
+            ));
+        }
         let me = NodeId {
             name: rpc.get_name(),
             incarnation: rand::random(),

@@ -304,3 +304,10 @@ async fn a_peer_behind_nat_is_reached_through_the_peer_it_dialled() {
     assert_eq!(r, "nat: hello");
     assert!(sim.nodes[0].rpc().debug_info().relayed >= 1);
 }
+
+#[test]
+fn starting_outside_a_runtime_is_an_error_not_a_panic() {
+    let rpc = rpc_core::Rpc::new();
+    let r = rpc_discovery::Node::start(&rpc, config(1));
+    assert!(matches!(r, Err(DiscoveryError::InvalidArgument(_))));
+}
