@@ -162,7 +162,10 @@ impl Rpc {
     ) -> CallFuture<R> {
         let encoded = body::encode(args);
         let inner = self.inner.clone();
-        let (peer, function): (Arc<str>, Arc<str>) = (Arc::from(peer), Arc::from(function));
+        let (peer, function) = (
+            shared_name(&LAST_PEER, peer),
+            shared_name(&LAST_FUNCTION, function),
+        );
         let timeout = opts.timeout.unwrap_or_else(|| inner.timeout());
         let deadline = Instant::now() + timeout;
         let span = tracing::debug_span!("rpc.call", peer = %peer, function = %function, request_id = tracing::field::Empty);
@@ -272,6 +275,31 @@ impl Rpc {
         conn.send(frame);
         Ok(())
     }
+}
+
+thread_local! {
+    /// The peer and function of this thread's last call: a loop calling the
+    /// same function reuses their shared strings instead of allocating.
+    static LAST_PEER: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    static LAST_FUNCTION: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `name` as a shared string, reusing the one in `last` when equal.
+fn shared_name(
+    last: &'static std::thread::LocalKey<std::cell::RefCell<Option<Arc<str>>>>,
+    name: &str,
+) -> Arc<str> {
+    last.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        match slot.as_ref() {
+            Some(s) if **s == *name => s.clone(),
+            _ => {
+                let s: Arc<str> = Arc::from(name);
+                *slot = Some(s.clone());
+                s
+            }
+        }
+    })
 }
 
 /// Sends a request and waits for its answer frame (a response or an error).
