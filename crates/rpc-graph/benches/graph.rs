@@ -201,14 +201,21 @@ fn bench_gather(features: &Features, id_lists: &[Vec<u64>], dim: usize) -> Resul
     let id_lists: Vec<&[u64]> = id_lists.iter().map(|l| &l[..per_batch]).collect();
     let bytes = (per_batch * dim * 4) as f64;
     let mut out: Vec<f32> = Vec::with_capacity(per_batch * dim);
+    let mut par_out = vec![0f32; per_batch * dim];
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let src = features.data();
     let mut dst = vec![0f32; per_batch * dim];
-    let (mut tg, mut tm) = (Vec::new(), Vec::new());
+    let (mut tg, mut tp, mut tm) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..3 {
         for (i, ids) in id_lists.iter().enumerate() {
             let t = Instant::now();
             features.gather_into(ids, &mut out).context("gather")?;
             let e = t.elapsed();
+            let t = Instant::now();
+            features
+                .gather_into_slice_par(ids, &mut par_out, threads)
+                .context("parallel gather")?;
+            let p = t.elapsed();
             // Contiguous source at a moving offset, out of cache like the gather.
             let max_off = src.len() - dst.len();
             let off = (i * 7919 * dim) % (max_off + 1);
@@ -217,13 +224,15 @@ fn bench_gather(features: &Features, id_lists: &[Vec<u64>], dim: usize) -> Resul
             let m = t.elapsed();
             if round > 0 {
                 tg.push(e);
+                tp.push(p);
                 tm.push(m);
             }
         }
     }
-    std::hint::black_box((&out, &dst));
-    let (g, m) = (median(tg), median(tm));
+    std::hint::black_box((&out, &par_out, &dst));
+    let (g, p, m) = (median(tg), median(tp), median(tm));
     let gbs = bytes / g.as_secs_f64() / 1e9;
+    let pbs = bytes / p.as_secs_f64() / 1e9;
     let mbs = bytes / m.as_secs_f64() / 1e9;
     println!(
         "gather {per_batch} rows x {dim} f32 ({:.1} MB) into a reused buffer: {:.2} ms, {gbs:.2} GB/s; memcpy {:.2} ms, {mbs:.2} GB/s; ratio {:.2}",
@@ -231,6 +240,11 @@ fn bench_gather(features: &Features, id_lists: &[Vec<u64>], dim: usize) -> Resul
         g.as_secs_f64() * 1e3,
         m.as_secs_f64() * 1e3,
         gbs / mbs
+    );
+    println!(
+        "gather on {threads} threads (gather_into_slice_par): {:.2} ms, {pbs:.2} GB/s; ratio to the one-thread memcpy {:.2}",
+        p.as_secs_f64() * 1e3,
+        pbs / mbs
     );
     Ok(())
 }

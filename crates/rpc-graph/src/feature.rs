@@ -14,6 +14,9 @@ pub struct Features {
     rows: Option<Arc<IdMap>>,
 }
 
+/// Output size from which [`Features::gather_into_slice_par`] uses threads.
+pub const PARALLEL_MIN_BYTES: usize = 1 << 20;
+
 impl Features {
     /// A whole-graph matrix: row `i` is node (or edge) `i`.
     pub fn new(dim: usize, data: Vec<f32>) -> Result<Self, GraphError> {
@@ -119,9 +122,84 @@ impl Features {
         Ok(())
     }
 
+    /// Like [`gather_into_slice`](Self::gather_into_slice), split over up
+    /// to `threads` threads. A random-row gather is bound by memory latency,
+    /// so more threads keep more cache misses in flight (as torch's
+    /// `index_select`, which GraphLearn-for-PyTorch uses, does with
+    /// OpenMP). Gathers under [`PARALLEL_MIN_BYTES`] run on this thread:
+    /// starting threads would cost more than they save.
+    pub fn gather_into_slice_par(
+        &self,
+        ids: &[u64],
+        out: &mut [f32],
+        threads: usize,
+    ) -> Result<(), GraphError> {
+        let bytes = std::mem::size_of_val(out);
+        let threads = threads.clamp(1, ids.len().max(1));
+        if threads == 1 || bytes < PARALLEL_MIN_BYTES || self.dim == 0 {
+            return self.gather_into_slice(ids, out);
+        }
+        if out.len() != ids.len() * self.dim {
+            return self.gather_into_slice(ids, out);
+        }
+        let per = ids.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let mut parts = Vec::with_capacity(threads);
+            let mut rest = &mut *out;
+            for chunk in ids.chunks(per) {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len() * self.dim);
+                rest = tail;
+                parts.push((chunk, mine));
+            }
+            let last = parts.pop();
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|(chunk, mine)| s.spawn(move || self.gather_into_slice(chunk, mine)))
+                .collect();
+            let mine = last.map_or(Ok(()), |(chunk, mine)| self.gather_into_slice(chunk, mine));
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(GraphError::Invalid("a gather thread panicked".into()))
+                    })
+                })
+                .chain(std::iter::once(mine))
+                .collect::<Result<(), GraphError>>()
+        })
+    }
+
     /// Takes the data back.
     #[must_use]
     pub fn into_data(self) -> Vec<f32> {
         self.data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parallel_gather_equals_the_serial_one_and_reports_unknown_ids() {
+        let dim = 64;
+        let f = Features::new(dim, (0..1000 * dim).map(|i| i as f32).collect()).unwrap();
+        // About 5 MiB of output: above PARALLEL_MIN_BYTES.
+        let ids: Vec<u64> = (0..20_000u64).map(|i| (i * 7919) % 1000).collect();
+        assert!(ids.len() * dim * 4 >= PARALLEL_MIN_BYTES);
+        let mut serial = vec![0f32; ids.len() * dim];
+        f.gather_into_slice(&ids, &mut serial).unwrap();
+        for threads in [1, 2, 3, 64] {
+            let mut par = vec![0f32; ids.len() * dim];
+            f.gather_into_slice_par(&ids, &mut par, threads).unwrap();
+            assert_eq!(par, serial, "{threads} threads");
+        }
+        let mut bad = ids.clone();
+        bad[17_000] = 5000;
+        let mut out = vec![0f32; bad.len() * dim];
+        let e = f.gather_into_slice_par(&bad, &mut out, 2).unwrap_err();
+        assert!(matches!(e, GraphError::NodeNotFound { node: 5000 }), "{e}");
+        let e = f.gather_into_slice_par(&ids, &mut out[1..], 2).unwrap_err();
+        assert!(matches!(e, GraphError::InvalidArgument(_)), "{e}");
     }
 }

@@ -87,7 +87,7 @@ pub use dist::{
     PartitionServer, RemoteClient, RemoteOptions, SampledBatch, WorkerMode, serve_partition,
 };
 pub use error::GraphError;
-pub use feature::Features;
+pub use feature::{Features, PARALLEL_MIN_BYTES};
 pub use hetero::{EdgeType, HeteroGraph, HeteroSource};
 pub use io::{Dataset, EdgeListOptions, load_edge_list};
 pub use partition::{

@@ -197,7 +197,9 @@ pub(crate) fn gather_tensor(f: &Features, ids: &[u64]) -> Result<Tensor, GraphEr
     let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN - 1);
     let dst: &mut [f32] = bytemuck::try_cast_slice_mut(&mut buf[start..start + len])
         .map_err(|e| GraphError::Invalid(format!("feature buffer: {e}")))?;
-    f.gather_into_slice(ids, dst)?;
+    // Large gathers are bound by memory latency: spread them over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    f.gather_into_slice_par(ids, dst, threads)?;
     let data = Bytes::from(buf).slice(start..start + len);
     Tensor::from_bytes(DType::F32, &[n, dim], data).map_err(|e| GraphError::Invalid(e.to_string()))
 }
