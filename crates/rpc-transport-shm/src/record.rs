@@ -107,6 +107,11 @@ impl Encoder {
         }
         Ok(&self.scratch)
     }
+
+    /// The head [`head`](Self::head) encoded last, `len` bytes long.
+    pub(crate) fn last_head(&self, len: usize) -> &[u8] {
+        &self.scratch[..len.min(self.scratch.len())]
+    }
 }
 
 /// Turns the bytes of a ring back into frames.

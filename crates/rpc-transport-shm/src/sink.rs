@@ -19,7 +19,7 @@ use rpc_core::wire::Frame;
 
 use crate::arena::{self, ArenaAlloc};
 use crate::error::{ShmError, peer_died};
-use crate::record::{BODY, Desc, Encoder};
+use crate::record::{BODY, DESC_LEN, Desc, Encoder, PREFIX_LEN};
 use crate::ring::Producer;
 use crate::segment::{Dir, Segment, ShmRing};
 use crate::wait::{BACKSTOP, EventFd, Peer, Stats, notify, spin};
@@ -127,6 +127,114 @@ impl ShmSink {
         }
     }
 
+    /// Checks `frame`, places its large parts in the arena and encodes its
+    /// record head. With `now`: if the ring surely has room for the whole
+    /// record, writes it and returns `None`; otherwise touches nothing and
+    /// hands the frame back. Without `now`, returns the head's length (the
+    /// head stays in the encoder) and the frame with its arena parts taken
+    /// out, for `feed` to write.
+    fn prepare(
+        &mut self,
+        mut frame: Frame,
+        now: bool,
+    ) -> Result<Option<(usize, Frame)>, TransportError> {
+        if self.state != State::Open {
+            return Err(TransportError::Closed);
+        }
+        if self.writer.tx.consumer_gone() {
+            return Err(TransportError::Closed);
+        }
+        // Checked before anything is written, so a refused frame leaves the
+        // connection usable.
+        let max = self.enc.max_frame_len();
+        if frame.wire_len() > max {
+            return Err(TransportError::FrameTooLarge {
+                len: frame.wire_len(),
+                max,
+            });
+        }
+        if now {
+            // An upper bound of the record (as if nothing went to the
+            // arena), checked before the head is encoded: encoding interns
+            // the method name, so it must happen exactly once per frame.
+            let bound =
+                (PREFIX_LEN + DESC_LEN * (1 + frame.attachments.len())) as u64 + frame.wire_len();
+            let mut free = self.writer.tx.free();
+            if free < bound {
+                free = self.writer.tx.refresh().map_err(ShmError::from)?;
+            }
+            if free < bound {
+                return Ok(Some((0, frame)));
+            }
+        }
+        self.place(&frame);
+        let moved: Vec<Bytes> = if self.descs.is_empty() {
+            Vec::new()
+        } else {
+            self.descs
+                .iter()
+                .map(|d| match d.index {
+                    BODY => std::mem::take(&mut frame.body),
+                    i => std::mem::take(&mut frame.attachments[i as usize]),
+                })
+                .collect()
+        };
+        let head_len = match self.enc.head(&frame, &self.descs) {
+            Ok(head) => head.len(),
+            Err(e) => {
+                self.cancel_arena();
+                return Err(e);
+            }
+        };
+        let flags = self.segment.arena_flags(self.dir);
+        for (d, data) in self.descs.iter().zip(&moved) {
+            // SAFETY: the run was just allocated for `data.len()` bytes and
+            // is not committed yet, so nobody else touches it.
+            unsafe { arena::fill(&self.segment, self.dir, d.first_block as usize, data) };
+            self.alloc.commit(d.first_block as usize, data.len(), flags);
+            Stats::bump(&self.writer.stats.arena_attachments);
+        }
+        // The sources go now, before the record is published: an
+        // attachment that came from the peer's arena (an echo) is released
+        // before the peer can need the room again.
+        drop(moved);
+        if !now {
+            return Ok(Some((head_len, frame)));
+        }
+        // The ring has room for the whole record: these writes complete.
+        let head = self.enc.last_head(head_len);
+        let parts = std::iter::once(head)
+            .chain(std::iter::once(&frame.body[..]))
+            .chain(frame.attachments.iter().map(|a| &a[..]));
+        for part in parts {
+            let n = self.writer.tx.write(part).map_err(ShmError::from)?;
+            if n != part.len() {
+                self.state = State::Broken;
+                return Err(ShmError::Record("the ring lost room it had").into());
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives back the arena runs reserved for the current frame.
+    fn cancel_arena(&mut self) {
+        for d in &self.descs {
+            self.alloc.cancel(d.first_block as usize, d.len as usize);
+        }
+    }
+
+    /// Publishes what was written and checks the peer is alive.
+    fn publish_checked(&mut self) -> Result<(), TransportError> {
+        if self.state != State::Open {
+            return Err(TransportError::Closed);
+        }
+        self.writer.publish();
+        if self.writer.peer.is_dead() {
+            return Err(peer_died("send", false));
+        }
+        Ok(())
+    }
+
     fn alloc_is_empty(&self) -> bool {
         self.segment.layout().blocks == 0
     }
@@ -196,57 +304,12 @@ impl Writer {
 
 #[async_trait]
 impl FrameSink for ShmSink {
-    async fn feed(&mut self, mut frame: Frame) -> Result<(), TransportError> {
-        if self.state != State::Open {
-            return Err(TransportError::Closed);
-        }
-        if self.writer.tx.consumer_gone() {
-            return Err(TransportError::Closed);
-        }
-        // Checked before anything is written, so a refused frame leaves the
-        // connection usable.
-        let max = self.enc.max_frame_len();
-        if frame.wire_len() > max {
-            return Err(TransportError::FrameTooLarge {
-                len: frame.wire_len(),
-                max,
-            });
-        }
-        self.place(&frame);
-        let moved: Vec<Bytes> = if self.descs.is_empty() {
-            Vec::new()
-        } else {
-            self.descs
-                .iter()
-                .map(|d| match d.index {
-                    BODY => std::mem::take(&mut frame.body),
-                    i => std::mem::take(&mut frame.attachments[i as usize]),
-                })
-                .collect()
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let Some((head_len, frame)) = self.prepare(frame, false)? else {
+            return Ok(());
         };
-        let head = match self.enc.head(&frame, &self.descs) {
-            Ok(head) => head,
-            Err(e) => {
-                for d in &self.descs {
-                    self.alloc.cancel(d.first_block as usize, d.len as usize);
-                }
-                return Err(e);
-            }
-        };
-        let flags = self.segment.arena_flags(self.dir);
-        for (d, data) in self.descs.iter().zip(&moved) {
-            // SAFETY: the run was just allocated for `data.len()` bytes and
-            // is not committed yet, so nobody else touches it.
-            unsafe { arena::fill(&self.segment, self.dir, d.first_block as usize, data) };
-            self.alloc.commit(d.first_block as usize, data.len(), flags);
-            Stats::bump(&self.writer.stats.arena_attachments);
-        }
-        // The sources go now, before the record is published: an
-        // attachment that came from the peer's arena (an echo) is released
-        // before the peer can need the room again.
-        drop(moved);
-
         self.state = State::Broken;
+        let head = self.enc.last_head(head_len);
         self.writer.write_all(head).await?;
         self.writer.write_all(&frame.body).await?;
         for a in &frame.attachments {
@@ -256,15 +319,20 @@ impl FrameSink for ShmSink {
         Ok(())
     }
 
+    /// Writes the record at once when the ring has room for all of it.
+    fn try_feed(&mut self, frame: Frame) -> Result<Option<Frame>, TransportError> {
+        match self.prepare(frame, true)? {
+            None => Ok(None),
+            Some((_, frame)) => Ok(Some(frame)),
+        }
+    }
+
+    fn try_flush(&mut self) -> Result<bool, TransportError> {
+        self.publish_checked().map(|()| true)
+    }
+
     async fn flush(&mut self) -> Result<(), TransportError> {
-        if self.state != State::Open {
-            return Err(TransportError::Closed);
-        }
-        self.writer.publish();
-        if self.writer.peer.is_dead() {
-            return Err(peer_died("send", false));
-        }
-        Ok(())
+        self.publish_checked()
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {

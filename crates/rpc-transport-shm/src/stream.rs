@@ -99,6 +99,24 @@ impl ShmStream {
         }
     }
 
+    /// How the stream ends, once the ring has nothing more: a clean close,
+    /// a torn record, or a dead peer. `None` while the peer may still send.
+    fn end(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
+        if self.rx.is_closed() {
+            if self.buf.is_empty() && self.dec.missing(&self.buf).is_none() {
+                self.finish();
+                return Some(Ok(None));
+            }
+            let torn = ShmError::Record("the peer closed in the middle of a record");
+            return Some(Err(self.fail(torn.into())));
+        }
+        if self.peer.is_dead() {
+            let mid_record = !self.buf.is_empty() || self.dec.missing(&self.buf).is_some();
+            return Some(Err(self.fail(peer_died("recv", mid_record))));
+        }
+        None
+    }
+
     /// Ends the stream after an error; the producer learns of it from the
     /// ring and fails its next write. Only this connection is affected.
     fn fail(&mut self, error: TransportError) -> TransportError {
@@ -146,6 +164,26 @@ impl ShmStream {
 
 #[async_trait]
 impl FrameStream for ShmStream {
+    /// A frame already in the buffer or the ring; never waits.
+    fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
+        if self.done {
+            return Some(Err(TransportError::Closed));
+        }
+        loop {
+            match self.decode() {
+                Ok(Some(frame)) => return Some(Ok(Some(frame))),
+                Ok(None) => {}
+                Err(e) => return Some(Err(self.fail(e))),
+            }
+            match self.rx.refresh() {
+                Ok(0) => break,
+                Ok(_) => self.pull(),
+                Err(e) => return Some(Err(self.fail(ShmError::from(e).into()))),
+            }
+        }
+        self.end()
+    }
+
     // Cancel safe: bytes move from the ring to `buf` and frames out of it
     // without an await in between, so a dropped future loses nothing.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
@@ -166,17 +204,8 @@ impl FrameStream for ShmStream {
                 self.pull();
                 continue;
             }
-            if self.rx.is_closed() {
-                if self.buf.is_empty() && self.dec.missing(&self.buf).is_none() {
-                    self.finish();
-                    return Ok(None);
-                }
-                let torn = ShmError::Record("the peer closed in the middle of a record");
-                return Err(self.fail(torn.into()));
-            }
-            if self.peer.is_dead() {
-                let mid_record = !self.buf.is_empty() || self.dec.missing(&self.buf).is_some();
-                return Err(self.fail(peer_died("recv", mid_record)));
+            if let Some(end) = self.end() {
+                return end;
             }
             self.wait().await;
         }
