@@ -170,6 +170,13 @@ pub(crate) async fn resolve(inner: &Inner, peer: &str, deadline: Instant) -> Res
             measure,
         });
     }
+    // Boxed: its notifier and timer would otherwise make every call's
+    // future larger (and every move of it dearer) for a rare path.
+    Box::pin(resolve_slow(inner, peer, deadline)).await
+}
+
+/// [`resolve`] when no connection is up: a route, or a wait.
+async fn resolve_slow(inner: &Inner, peer: &str, deadline: Instant) -> Result<Path, Error> {
     loop {
         let changed = inner.peer_changed.notified();
         tokio::pin!(changed);
