@@ -197,6 +197,33 @@ impl TcpFrameStream {
         }
     }
 
+    /// Takes what the read buffer holds into the frame being received: the
+    /// frame once it is whole, else what it waits for. Never reads the
+    /// socket.
+    fn advance_buffered(&mut self) -> Result<Result<Frame, Need>, TransportError> {
+        if self.partial.is_none() {
+            match self.codec.decode_head(&mut self.buf) {
+                Ok(Some(head)) => {
+                    self.partial = Some(Partial {
+                        head,
+                        parts: Vec::new(),
+                        direct: None,
+                    });
+                }
+                Ok(None) => return Ok(Err(Need::Buffered(0))),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        match self.partial.as_mut().map(|p| p.advance(&mut self.buf)) {
+            Some(Ok(frame)) => {
+                self.partial = None;
+                Ok(Ok(frame))
+            }
+            Some(Err(need)) => Ok(Err(need)),
+            None => Ok(Err(Need::Buffered(0))),
+        }
+    }
+
     /// Ends the stream after a malformed frame or a failed read, and shuts
     /// the socket down both ways so that the peer learns of it. Only this
     /// connection is affected.
@@ -212,42 +239,19 @@ impl TcpFrameStream {
     }
 }
 
-/// Polls the socket for up to `spin`, yielding to other tasks between
-/// attempts, so that a frame arriving soon is read without the thread going
-/// to sleep. `None` if nothing arrived (or `spin` is zero).
+/// Polls the socket with `try_read` for up to `spin`, yielding to other
+/// tasks between attempts, so that a frame arriving soon is read without
+/// the thread going to sleep. `None` if nothing arrived (or `spin` is zero).
 async fn poll_for(
-    reader: &OwnedReadHalf,
-    buf: &mut BytesMut,
     spin: Duration,
+    mut try_read: impl FnMut() -> io::Result<usize>,
 ) -> Option<io::Result<usize>> {
     if spin.is_zero() {
         return None;
     }
     let start = Instant::now();
     loop {
-        match reader.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            read => return Some(read),
-        }
-        if start.elapsed() >= spin {
-            return None;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Like [`poll_for`], reading into a plain slice.
-async fn poll_into(
-    reader: &OwnedReadHalf,
-    dst: &mut [u8],
-    spin: Duration,
-) -> Option<io::Result<usize>> {
-    if spin.is_zero() {
-        return None;
-    }
-    let start = Instant::now();
-    loop {
-        match reader.try_read(dst) {
+        match try_read() {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             read => return Some(read),
         }
@@ -265,25 +269,10 @@ impl FrameStream for TcpFrameStream {
         if self.reader.is_none() {
             return Some(Err(TransportError::Closed));
         }
-        if self.partial.is_none() {
-            match self.codec.decode_head(&mut self.buf) {
-                Ok(Some(head)) => {
-                    self.partial = Some(Partial {
-                        head,
-                        parts: Vec::new(),
-                        direct: None,
-                    });
-                }
-                Ok(None) => return None,
-                Err(e) => return Some(Err(self.fail(e))),
-            }
-        }
-        match self.partial.as_mut()?.advance(&mut self.buf) {
-            Ok(frame) => {
-                self.partial = None;
-                Some(Ok(Some(frame)))
-            }
-            Err(_) => None,
+        match self.advance_buffered() {
+            Ok(Ok(frame)) => Some(Ok(Some(frame))),
+            Ok(Err(_)) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -292,29 +281,15 @@ impl FrameStream for TcpFrameStream {
     // awaits, so a dropped future loses nothing.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
+            if self.reader.is_none() {
+                return Err(TransportError::Closed);
+            }
+            let need = match self.advance_buffered()? {
+                Ok(frame) => return Ok(Some(frame)),
+                Err(need) => need,
+            };
             let Some(reader) = self.reader.as_mut() else {
                 return Err(TransportError::Closed);
-            };
-            if self.partial.is_none() {
-                match self.codec.decode_head(&mut self.buf) {
-                    Ok(Some(head)) => {
-                        self.partial = Some(Partial {
-                            head,
-                            parts: Vec::new(),
-                            direct: None,
-                        })
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(self.fail(e)),
-                }
-            }
-            let need = match self.partial.as_mut().map(|p| p.advance(&mut self.buf)) {
-                Some(Ok(frame)) => {
-                    self.partial = None;
-                    return Ok(Some(frame));
-                }
-                Some(Err(need)) => need,
-                None => Need::Buffered(0),
             };
             let read = match need {
                 Need::Buffered(more) => {
@@ -324,7 +299,8 @@ impl FrameStream for TcpFrameStream {
                     if self.buf.capacity() - self.buf.len() < room {
                         self.buf.reserve(more.max(READ_BUF_LEN));
                     }
-                    match poll_for(reader, &mut self.buf, self.spin).await {
+                    let buf = &mut self.buf;
+                    match poll_for(self.spin, || reader.try_read_buf(buf)).await {
                         Some(read) => read,
                         None => reader.read_buf(&mut self.buf).await,
                     }
@@ -333,10 +309,11 @@ impl FrameStream for TcpFrameStream {
                     let Some(direct) = self.partial.as_mut().and_then(|p| p.direct.as_mut()) else {
                         continue;
                     };
-                    let read = match poll_into(reader, direct.unfilled(), self.spin).await {
-                        Some(read) => read,
-                        None => reader.read(direct.unfilled()).await,
-                    };
+                    let read =
+                        match poll_for(self.spin, || reader.try_read(direct.unfilled())).await {
+                            Some(read) => read,
+                            None => reader.read(direct.unfilled()).await,
+                        };
                     if let Ok(n) = read {
                         direct.filled += n;
                     }
