@@ -37,6 +37,24 @@ async fn engine(net: &MemNetwork, name: &str, config: Config) -> Rpc {
     rpc
 }
 
+/// Defines `sleep`, which waits an hour.
+fn define_sleep(rpc: &Rpc) {
+    rpc.define("sleep", |(): ()| async move {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, HandlerError>(())
+    })
+    .unwrap();
+}
+
+/// Connects `from` to the engine listening on `mem://to` and waits for it.
+async fn link(from: &Rpc, to: &str) {
+    from.connect(&format!("mem://{to}"))
+        .unwrap()
+        .established(Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
 /// a - b - c: a reaches c only through b.
 async fn line() -> (MemNetwork, Rpc, Rpc, Rpc) {
     let net = MemNetwork::new();
@@ -48,21 +66,9 @@ async fn line() -> (MemNetwork, Rpc, Rpc, Rpc) {
         Ok::<_, HandlerError>(ctx.peer().to_owned())
     })
     .unwrap();
-    c.define("sleep", |(): ()| async move {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok::<_, HandlerError>(())
-    })
-    .unwrap();
-    a.connect("mem://b")
-        .unwrap()
-        .established(Duration::from_secs(5))
-        .await
-        .unwrap();
-    b.connect("mem://c")
-        .unwrap()
-        .established(Duration::from_secs(5))
-        .await
-        .unwrap();
+    define_sleep(&c);
+    link(&a, "b").await;
+    link(&b, "c").await;
     a.set_router(Arc::new(Via("b")));
     (net, a, b, c)
 }
@@ -137,11 +143,7 @@ async fn a_relay_with_no_route_answers_unreachable_and_never_bounces() {
     let net = MemNetwork::new();
     let a = engine(&net, "a", Config::default()).await;
     let b = engine(&net, "b", Config::default()).await;
-    a.connect("mem://b")
-        .unwrap()
-        .established(Duration::from_secs(5))
-        .await
-        .unwrap();
+    link(&a, "b").await;
     // a sends to b; b's router would send it back to a: refused.
     a.set_router(Arc::new(Via("b")));
     b.set_router(Arc::new(Via("a")));
@@ -185,16 +187,8 @@ async fn cutting_a_link_resets_its_connections_and_refuses_new_ones() {
     let net = MemNetwork::new();
     let a = engine(&net, "a", Config::default()).await;
     let b = engine(&net, "b", Config::default()).await;
-    b.define("sleep", |(): ()| async move {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Ok::<_, HandlerError>(())
-    })
-    .unwrap();
-    a.connect("mem://b")
-        .unwrap()
-        .established(Duration::from_secs(5))
-        .await
-        .unwrap();
+    define_sleep(&b);
+    link(&a, "b").await;
     let seen = a.peers_generation();
     let task = tokio::spawn({
         let a = a.clone();
