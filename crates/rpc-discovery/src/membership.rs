@@ -333,6 +333,8 @@ impl Driver {
         let mut rt = AccumulatingRuntime::new();
         let mut dialed: HashSet<(String, u64, String)> = HashSet::new();
         let mut fetching: HashSet<NodeId> = HashSet::new();
+        // The view generation the routes and dials were last computed from.
+        let mut routed: Option<u64> = None;
         let mut version = 0u64;
         self.refresh(&mut foca, &mut version);
         // Foca arms its periodic timers on the first interaction.
@@ -381,9 +383,16 @@ impl Driver {
             }
             self.drain(&mut foca, &mut rt);
             self.fetch_missing(&mut fetching);
-            self.reroute();
-            if self.dial {
-                self.dial_new(&mut dialed);
+            // Routes and dials depend only on the view (records, members,
+            // our links), whose every change bumps the generation: most
+            // SWIM packets change nothing and cost no recomputation.
+            let seen = *self.shared.changed.borrow();
+            if routed != Some(seen) {
+                routed = Some(seen);
+                self.reroute();
+                if self.dial {
+                    self.dial_new(&mut dialed);
+                }
             }
         }
     }
