@@ -89,8 +89,7 @@ impl Node {
         args: &[Value],
     ) -> Result<Served<Value>, DiscoveryError> {
         let text = serde_json::to_string(args)?;
-        let resources: Vec<&str> = resources.iter().map(String::as_str).collect();
-        let served: Served<String> = self.call_any(function, &resources, &text).await?;
+        let served: Served<String> = self.call_any_in(function, resources, &text).await?;
         Ok(Served {
             node: served.node,
             value: serde_json::from_str(&served.value)?,

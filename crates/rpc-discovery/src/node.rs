@@ -388,7 +388,21 @@ impl Node {
         R: DeserializeOwned,
     {
         let wanted: BTreeSet<String> = resources.iter().map(|s| (*s).to_owned()).collect();
-        let target = self.pick_server(function, &wanted)?;
+        self.call_any_in(function, &wanted, args).await
+    }
+
+    /// [`call_any`](Self::call_any) with the resources as a set.
+    pub(crate) async fn call_any_in<A, R>(
+        &self,
+        function: &str,
+        resources: &BTreeSet<String>,
+        args: &A,
+    ) -> Result<Served<R>, DiscoveryError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let target = self.pick_server(function, resources)?;
         let _guard = InFlight::new(self, &target);
         let value = self.inner.rpc.call(&target, function, args).await?;
         Ok(Served {
