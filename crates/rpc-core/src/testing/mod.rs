@@ -117,3 +117,43 @@ macro_rules! conformance_tests {
         )*
     };
 }
+
+/// Echoes every frame back, on every connection `listener` accepts, until
+/// accepting fails: the transport alone, without an engine, for benchmarks
+/// and profiling examples.
+pub async fn echo_frames(mut listener: Box<dyn crate::transport::Listener>) {
+    while let Ok(conn) = listener.accept().await {
+        tokio::spawn(async move {
+            let (mut tx, mut rx) = conn.split();
+            while let Ok(Some(frame)) = rx.recv().await {
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Runs `n` futures made by `start`, keeping at most `window` of them in
+/// flight, and hands each output to `check` as it completes.
+pub async fn windowed<Fut: Future>(
+    n: usize,
+    window: usize,
+    mut start: impl FnMut() -> Fut,
+    mut check: impl FnMut(Fut::Output),
+) {
+    use futures_util::StreamExt as _;
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    let mut started = 0;
+    while started < n.min(window) {
+        in_flight.push(start());
+        started += 1;
+    }
+    while let Some(out) = in_flight.next().await {
+        check(out);
+        if started < n {
+            in_flight.push(start());
+            started += 1;
+        }
+    }
+}

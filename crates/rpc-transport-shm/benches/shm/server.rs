@@ -44,22 +44,11 @@ pub(crate) fn child_main() -> Result<()> {
         let shm = rpc.listen("shm://0").await?;
         let tcp = rpc.listen("tcp://127.0.0.1:0").await?;
         // Frames echoed by the transport alone, without the engine.
-        let mut raw = ShmTransport::default()
+        let raw = ShmTransport::default()
             .listen(&Address::parse("shm://0")?, &ConnOptions::default())
             .await?;
         let raw_addr = raw.local_addr().to_string();
-        tokio::spawn(async move {
-            while let Ok(conn) = raw.accept().await {
-                tokio::spawn(async move {
-                    let (mut tx, mut rx) = conn.split();
-                    while let Ok(Some(frame)) = rx.recv().await {
-                        if tx.send(frame).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        tokio::spawn(rpc_core::testing::echo_frames(raw));
         let mut out = std::io::stdout();
         writeln!(out, "READY {shm} {tcp} {raw_addr}")?;
         out.flush()?;

@@ -1,0 +1,134 @@
+//! Round trips over shared memory between two processes, for profiling:
+//! either 8 B echo calls through the whole engine, or 8 B frames echoed by
+//! the transport alone.
+//!
+//! ```text
+//! cargo build --release -p rpc-transport-shm --example shm_loop
+//! target/release/examples/shm_loop rpc 200000      # the whole stack
+//! target/release/examples/shm_loop frames 200000   # the transport alone
+//! perf record -a -g target/release/examples/shm_loop rpc 1000000
+//! strace -f -c target/release/examples/shm_loop rpc 100000
+//! ```
+//!
+//! The server is this program re-run with `SHM_LOOP_SERVE` set; it prints
+//! its address and serves until its stdin closes. Both sides run on tokio
+//! `current_thread` runtimes, with the default [`ShmConfig`]
+//! (rpc_transport_shm::ShmConfig). Prints the p50 and mean round trip.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rpc_core::transport::{Address, ConnOptions, Transport};
+use rpc_core::wire::{Frame, FrameKind};
+use rpc_core::{Blob, Rpc};
+use rpc_transport_shm::ShmTransport;
+
+const SERVE: &str = "SHM_LOOP_SERVE";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current_thread runtime")
+}
+
+fn main() {
+    if std::env::var_os(SERVE).is_some() {
+        serve();
+        return;
+    }
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "rpc".to_owned());
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .env(SERVE, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("the server's addresses");
+    let mut addrs = line.split_whitespace();
+    let (rpc_addr, raw_addr) = (
+        addrs.next().expect("an engine address").to_owned(),
+        addrs.next().expect("a raw address").to_owned(),
+    );
+    let rt = runtime();
+    let mut samples = match mode.as_str() {
+        "frames" => rt.block_on(frames(&raw_addr, n)),
+        _ => rt.block_on(calls(&rpc_addr, n)),
+    };
+    drop(child.stdin.take());
+    let _ = child.wait();
+    samples.sort_unstable();
+    let mean = samples.iter().sum::<u64>() / samples.len().max(1) as u64;
+    println!(
+        "{mode}: {n} round trips, p50 {} ns, mean {mean} ns",
+        samples[samples.len() / 2]
+    );
+}
+
+async fn calls(addr: &str, n: usize) -> Vec<u64> {
+    let rpc = Rpc::new();
+    rpc.add_transport(ShmTransport::default());
+    rpc.connect(addr)
+        .expect("a valid address")
+        .established(Duration::from_secs(10))
+        .await
+        .expect("connected");
+    let blob = Blob::from(vec![7u8; 8]);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let back: Blob = rpc.call("server", "echo", &blob).await.expect("echo");
+        assert_eq!(back.len(), 8);
+        out.push(start.elapsed().as_nanos() as u64);
+    }
+    out
+}
+
+async fn frames(addr: &str, n: usize) -> Vec<u64> {
+    let conn = ShmTransport::default()
+        .connect(&Address::parse(addr).expect("an address"), &ConnOptions::default())
+        .await
+        .expect("connected");
+    let (mut tx, mut rx) = conn.split();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let mut frame = Frame::new(FrameKind::Response, i);
+        frame.body = bytes::Bytes::from_static(&[7u8; 8]);
+        let start = Instant::now();
+        tx.send(frame).await.expect("send");
+        let back = rx.recv().await.expect("recv").expect("a frame");
+        assert_eq!(back.request_id, i);
+        out.push(start.elapsed().as_nanos() as u64);
+    }
+    out
+}
+
+fn serve() {
+    runtime().block_on(async {
+        let rpc = Rpc::new();
+        rpc.set_name("server").expect("a fresh name");
+        rpc.add_transport(ShmTransport::default());
+        rpc.define("echo", |b: Blob| async move {
+            Ok::<_, rpc_core::HandlerError>(b)
+        })
+        .expect("defined once");
+        let addr = rpc.listen("shm://0").await.expect("listen");
+        let raw = ShmTransport::default()
+            .listen(&Address::parse("shm://0").expect("an address"), &ConnOptions::default())
+            .await
+            .expect("listen raw");
+        let raw_addr = raw.local_addr().to_string();
+        tokio::spawn(rpc_core::testing::echo_frames(raw));
+        let mut out = std::io::stdout();
+        writeln!(out, "{addr} {raw_addr}").expect("stdout");
+        out.flush().expect("stdout");
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await;
+    });
+}
