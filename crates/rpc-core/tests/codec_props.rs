@@ -56,10 +56,12 @@ fn frame() -> impl Strategy<Value = Frame> {
                 // Only these kinds carry a method on the wire.
                 method: kind.has_method().then_some(method),
                 deadline: deadline.map(Duration::from_micros),
-                route: route.map(|(src, dst, hops_left)| Route {
-                    src,
-                    dst,
-                    hops_left,
+                route: route.map(|(src, dst, hops_left)| {
+                    Box::new(Route {
+                        src,
+                        dst,
+                        hops_left,
+                    })
                 }),
                 body,
                 attachments,

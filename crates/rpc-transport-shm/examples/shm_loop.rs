@@ -58,9 +58,10 @@ fn main() {
         addrs.next().expect("a raw address").to_owned(),
     );
     let rt = runtime();
+    let transport = ShmTransport::default();
     let mut samples = match mode.as_str() {
-        "frames" => rt.block_on(frames(&raw_addr, n)),
-        _ => rt.block_on(calls(&rpc_addr, n)),
+        "frames" => rt.block_on(frames(&transport, &raw_addr, n)),
+        _ => rt.block_on(calls(&transport, &rpc_addr, n)),
     };
     drop(child.stdin.take());
     let _ = child.wait();
@@ -70,11 +71,12 @@ fn main() {
         "{mode}: {n} round trips, p50 {} ns, mean {mean} ns",
         samples[samples.len() / 2]
     );
+    println!("client transport: {:?}", transport.stats());
 }
 
-async fn calls(addr: &str, n: usize) -> Vec<u64> {
+async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
     let rpc = Rpc::new();
-    rpc.add_transport(ShmTransport::default());
+    rpc.add_transport(transport.clone());
     rpc.connect(addr)
         .expect("a valid address")
         .established(Duration::from_secs(10))
@@ -91,8 +93,8 @@ async fn calls(addr: &str, n: usize) -> Vec<u64> {
     out
 }
 
-async fn frames(addr: &str, n: usize) -> Vec<u64> {
-    let conn = ShmTransport::default()
+async fn frames(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
+    let conn = transport
         .connect(&Address::parse(addr).expect("an address"), &ConnOptions::default())
         .await
         .expect("connected");

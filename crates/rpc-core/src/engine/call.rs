@@ -189,8 +189,16 @@ impl Rpc {
                 },
             }
         };
+        // A disabled span (no subscriber at debug level) costs every poll
+        // an enter and an exit for nothing.
+        let fut: Pin<Box<dyn Future<Output = Result<Frame, Error>> + Send>> = if span.is_disabled()
+        {
+            Box::pin(fut)
+        } else {
+            Box::pin(fut.instrument(span))
+        };
         CallFuture {
-            fut: Box::pin(fut.instrument(span)),
+            fut,
             peer,
             function,
             provider: opts.provider,
@@ -338,7 +346,9 @@ async fn call_raw(
     if earliest {
         inner.deadlines_changed();
     }
-    tracing::Span::current().record("request_id", id);
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current().record("request_id", id);
+    }
     frame.request_id = id;
     frame.deadline = Some(remaining(deadline, Instant::now()));
     conn.calls_waiting.fetch_add(1, Ordering::Relaxed);

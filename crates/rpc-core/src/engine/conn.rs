@@ -91,7 +91,14 @@ pub(crate) async fn run_connection(
 ) -> Result<Arc<str>, Error> {
     let info = conn.info().clone();
     let (mut sink, mut stream) = conn.split();
-    let hello = match handshake(&inner, &mut *sink, &mut *stream).await {
+    // Shutdown interrupts the handshake; once registered, the connection
+    // ends at shutdown through its `closed` signal instead, so that the
+    // reader loop polls nothing but its stream and that signal per frame.
+    let shaken = tokio::select! {
+        h = handshake(&inner, &mut *sink, &mut *stream) => h,
+        () = inner.shutdown.cancelled() => Err(Error::ShutDown),
+    };
+    let hello = match shaken {
         Ok(hello) => hello,
         Err(e) => {
             let _ = sink.close().await;
@@ -420,19 +427,26 @@ pub(crate) async fn keep_connected(
         if inner.is_shut() {
             return;
         }
-        let attempt = async {
-            let transport = inner.transport_for(&addr)?;
-            let conn = transport.connect(&addr, &inner.conn_options()).await?;
-            let started = Instant::now();
-            let ok_report = report.clone();
-            let on_up = move |name: &str| ok_report(Ok(Arc::from(name)));
-            let r = run_connection(inner.clone(), conn, Direction::Outbound, Some(&on_up)).await;
-            Ok::<_, Error>((r, started.elapsed()))
-        };
-        let outcome = tokio::select! {
-            r = attempt => r,
+        // Only connecting waits on shutdown here: `run_connection` ends on
+        // its own when the engine shuts down.
+        let connected = tokio::select! {
+            c = async { inner.transport_for(&addr)?.connect(&addr, &inner.conn_options()).await.map_err(Error::from) } => c,
             () = inner.shutdown.cancelled() => return,
         };
+        let outcome = match connected {
+            Ok(conn) => {
+                let started = Instant::now();
+                let ok_report = report.clone();
+                let on_up = move |name: &str| ok_report(Ok(Arc::from(name)));
+                let r =
+                    run_connection(inner.clone(), conn, Direction::Outbound, Some(&on_up)).await;
+                Ok((r, started.elapsed()))
+            }
+            Err(e) => Err(e),
+        };
+        if inner.is_shut() {
+            return;
+        }
         match outcome {
             Ok((Ok(_), lasted)) => {
                 if lasted > cfg.reconnect_max {

@@ -153,7 +153,7 @@ pub(crate) struct Path {
     /// The connection to send it on.
     pub conn: Arc<ConnHandle>,
     /// Its routing envelope, if `conn` leads to a relay.
-    pub route: Option<Route>,
+    pub route: Option<Box<Route>>,
     /// Whether the transport policy chose `conn` and hears the round trip.
     pub measure: bool,
 }
@@ -186,10 +186,12 @@ async fn resolve_slow(inner: &Inner, peer: &str, deadline: Instant) -> Result<Pa
         }
         match inner.next_conn(peer, None) {
             Ok((conn, relayed)) => {
-                let route = relayed.then(|| Route {
-                    src: inner.name(),
-                    dst: Arc::from(peer),
-                    hops_left: inner.config.max_hops,
+                let route = relayed.then(|| {
+                    Box::new(Route {
+                        src: inner.name(),
+                        dst: Arc::from(peer),
+                        hops_left: inner.config.max_hops,
+                    })
                 });
                 return Ok(Path {
                     conn,
@@ -264,10 +266,10 @@ pub(crate) fn relay(
         }
     };
     inner.relayed.fetch_add(1, Ordering::Relaxed);
-    frame.route = Some(Route {
+    frame.route = Some(Box::new(Route {
         hops_left: route.hops_left - 1,
-        ..route.clone()
-    });
+        ..(*route).clone()
+    }));
     frame.deadline = Some(onward);
     if !is_request {
         out.send(frame);

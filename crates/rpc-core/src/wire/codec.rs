@@ -342,11 +342,11 @@ impl FrameCodec {
         let names_end = src_end + head.dst_len;
         let method = self.resolve_method(&head, &src[HEADER_LEN..method_end])?;
         let route = if head.flags & FLAG_ROUTE != 0 {
-            Some(Route {
+            Some(Box::new(Route {
                 src: utf8(&src[method_end..src_end])?.into(),
                 dst: utf8(&src[src_end..names_end])?.into(),
                 hops_left: head.hops_left,
-            })
+            }))
         } else {
             None
         };

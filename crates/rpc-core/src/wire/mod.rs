@@ -143,8 +143,9 @@ pub struct Frame {
     pub method: Option<Arc<str>>,
     /// The remaining deadline budget, relative to the moment the frame is sent.
     pub deadline: Option<Duration>,
-    /// The routing envelope, if the frame is routed by name.
-    pub route: Option<Route>,
+    /// The routing envelope, if the frame is routed by name. Boxed: few
+    /// frames carry one, and a smaller frame is cheaper to move.
+    pub route: Option<Box<Route>>,
     /// The serde body.
     pub body: Bytes,
     /// Out-of-band binary values referred to from the body.
@@ -190,7 +191,7 @@ pub struct FrameHead {
     provider: u16,
     method: Option<Arc<str>>,
     deadline: Option<Duration>,
-    route: Option<Route>,
+    route: Option<Box<Route>>,
     head_len: usize,
     body_len: usize,
     attachment_lens: Vec<usize>,

@@ -18,12 +18,12 @@ fn with(mut f: Frame, edit: impl FnOnce(&mut Frame)) -> Frame {
     f
 }
 
-fn route(src: &str, dst: &str, hops_left: u8) -> Option<Route> {
-    Some(Route {
+fn route(src: &str, dst: &str, hops_left: u8) -> Option<Box<Route>> {
+    Some(Box::new(Route {
         src: src.into(),
         dst: dst.into(),
         hops_left,
-    })
+    }))
 }
 
 fn encode_all(codec: &mut FrameCodec, frames: &[Frame]) -> BytesMut {
