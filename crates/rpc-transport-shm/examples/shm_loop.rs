@@ -13,7 +13,9 @@
 //! The server is this program re-run with `SHM_LOOP_SERVE` set; it prints
 //! its address and serves until its stdin closes. Both sides run on tokio
 //! `current_thread` runtimes, with the default [`ShmConfig`]
-//! (rpc_transport_shm::ShmConfig). Prints the p50 and mean round trip.
+//! (rpc_transport_shm::ShmConfig); the client is pinned to CPU 0 and the
+//! server to CPU 1. Prints the p50 and mean round trip, and the client's
+//! transport counters.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -57,6 +59,7 @@ fn main() {
         addrs.next().expect("an engine address").to_owned(),
         addrs.next().expect("a raw address").to_owned(),
     );
+    pin(0);
     let rt = runtime();
     let transport = ShmTransport::default();
     let mut samples = match mode.as_str() {
@@ -112,7 +115,20 @@ async fn frames(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
     out
 }
 
+/// Pins this thread to `cpu`, if the machine lets us (client on CPU 0,
+/// server on CPU 1, as in the benchmarks).
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read
+    // it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn serve() {
+    pin(1);
     runtime().block_on(async {
         let rpc = Rpc::new();
         rpc.set_name("server").expect("a fresh name");

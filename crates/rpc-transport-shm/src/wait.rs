@@ -5,8 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -19,7 +18,7 @@ use crate::error::ShmError;
 /// damage if a peer misbehaves, and [`Stats::backstop_rescues`] counts the
 /// times it found work, which tests expect to be zero.
 pub(crate) const BACKSTOP: Duration = Duration::from_secs(1);
-/// Looks at the ring per yield while spinning.
+/// Looks at the ring per round while spinning.
 const LOOKS_PER_YIELD: u32 = 4;
 
 /// A new eventfd, non-blocking and close-on-exec.
@@ -87,53 +86,12 @@ fn read_counter(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Polls `ready` until it holds or `budget` has passed, yielding to the
-/// scheduler between a few looks so that other tasks on this thread (the
-/// engine's writer or a caller, say) keep running. Returns whether `ready`
-/// held.
-///
-/// The first yield is tokio's `yield_now`, which lets the scheduler run
-/// every other ready task, poll its I/O driver and a `block_on` future
-/// (such as a caller whose answer we just delivered) before it polls us
-/// again. Later yields only put this task at the back of the run queue,
-/// which costs no system call; tokio still polls its driver every few dozen
-/// tasks, so I/O is not starved.
+/// Looks at the ring until `ready` holds or `budget` has passed (see
+/// [`rpc_core::transport::spin_until`]); whether it held.
 pub(crate) async fn spin(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    if budget.is_zero() {
-        return false;
-    }
-    let start = Instant::now();
-    tokio::task::yield_now().await;
-    let mut rounds = 0u32;
-    loop {
-        for _ in 0..LOOKS_PER_YIELD {
-            if ready() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        rounds = rounds.wrapping_add(1);
-        // Reading the clock costs as much as a few looks: not every round.
-        if rounds.is_multiple_of(8) && start.elapsed() >= budget {
-            return ready();
-        }
-        requeue().await;
-    }
-}
-
-/// Yields by waking itself: the task goes to the back of the run queue,
-/// without the driver poll that `tokio::task::yield_now` waits for.
-async fn requeue() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await;
+    rpc_core::transport::spin_until(budget, LOOKS_PER_YIELD, || ready().then_some(()))
+        .await
+        .is_some()
 }
 
 /// The Unix socket of the handshake, kept open for the connection's life:

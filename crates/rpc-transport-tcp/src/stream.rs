@@ -11,7 +11,7 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -239,27 +239,19 @@ impl TcpFrameStream {
     }
 }
 
-/// Polls the socket with `try_read` for up to `spin`, yielding to other
-/// tasks between attempts, so that a frame arriving soon is read without
-/// the thread going to sleep. `None` if nothing arrived (or `spin` is zero).
+/// Polls the socket with `try_read` for up to `spin` (see
+/// [`rpc_core::transport::spin_until`]), so that a frame arriving soon is
+/// read without the thread going to sleep. `None` if nothing arrived (or
+/// `spin` is zero).
 async fn poll_for(
     spin: Duration,
     mut try_read: impl FnMut() -> io::Result<usize>,
 ) -> Option<io::Result<usize>> {
-    if spin.is_zero() {
-        return None;
-    }
-    let start = Instant::now();
-    loop {
-        match try_read() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            read => return Some(read),
-        }
-        if start.elapsed() >= spin {
-            return None;
-        }
-        tokio::task::yield_now().await;
-    }
+    rpc_core::transport::spin_until(spin, 1, || match try_read() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        read => Some(read),
+    })
+    .await
 }
 
 #[async_trait]

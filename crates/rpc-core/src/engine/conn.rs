@@ -302,45 +302,50 @@ async fn read_loop(
                 return ReadEnd::Error;
             }
         };
-        match frame.kind {
-            FrameKind::Request | FrameKind::OneWay => {
-                // Answers given inline are written once, after the dispatch
-                // of every request that has already arrived: under load, one
-                // write carries many answers.
-                let writer = conn.outbox.try_become_writer();
-                on_request(inner, conn, frame, incoming);
-                let mut end = None;
-                while end.is_none() {
-                    let Some(next) = stream.try_recv() else {
-                        break;
-                    };
-                    end = match next {
-                        Ok(Some(more)) if more.kind.has_method() => {
-                            on_request(inner, conn, more, incoming);
-                            None
-                        }
-                        Ok(Some(more)) => on_other(inner, conn, more, incoming),
-                        Ok(None) => Some(ReadEnd::Closed),
-                        Err(e) => {
-                            tracing::warn!(peer = %conn.peer, "closing connection: {e}");
-                            Some(ReadEnd::Error)
-                        }
-                    };
+        // Every frame that has already arrived is handled before anything
+        // is written: answers given inline go out together, in one write
+        // when the batch holds several requests.
+        let writer = conn.outbox.try_become_writer();
+        let mut answered = false;
+        let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
+        while end.is_none() {
+            end = match stream.try_recv() {
+                None => break,
+                Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),
+                Some(Ok(None)) => Some(ReadEnd::Closed),
+                Some(Err(e)) => {
+                    tracing::warn!(peer = %conn.peer, "closing connection: {e}");
+                    Some(ReadEnd::Error)
                 }
-                if writer {
-                    conn.outbox.finish_owned();
-                }
-                if let Some(end) = end {
-                    return end;
-                }
-            }
-            _ => {
-                if let Some(end) = on_other(inner, conn, frame, incoming) {
-                    return end;
-                }
-            }
+            };
+        }
+        if writer {
+            conn.outbox.finish_owned();
+        }
+        if let Some(end) = end {
+            return end;
+        }
+        if answered {
+            // Let the callers just answered run before this task looks for
+            // more: a transport that spins would otherwise keep a caller
+            // waiting in a current-thread `block_on` (see
+            // `rpc_core::transport::spin_until`).
+            tokio::task::yield_now().await;
         }
     }
+}
+
+/// Handles one frame; `Some` if the connection ends. Sets `answered` when
+/// the frame completed one of our calls.
+fn on_frame(
+    inner: &Arc<Inner>,
+    conn: &Arc<ConnHandle>,
+    frame: Frame,
+    incoming: &IncomingTable,
+    answered: &mut bool,
+) -> Option<ReadEnd> {
+    *answered |= matches!(frame.kind, FrameKind::Response | FrameKind::Error);
+    on_other(inner, conn, frame, incoming)
 }
 
 /// Handles a frame that is not a request; `Some` if the connection ends.

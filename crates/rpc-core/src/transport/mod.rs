@@ -58,6 +58,7 @@
 
 mod address;
 mod mem;
+mod spin;
 
 use std::fmt;
 
@@ -65,6 +66,7 @@ use async_trait::async_trait;
 
 pub use address::Address;
 pub use mem::{MemNetwork, MemTransport};
+pub use spin::{YIELD_EVERY, spin_until};
 
 use crate::error::TransportError;
 use crate::wire::{DEFAULT_MAX_FRAME_LEN, Frame};
