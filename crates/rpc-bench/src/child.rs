@@ -30,7 +30,7 @@ pub(crate) enum ServerKind {
     TcpStd,
     /// Tokio TCP echo.
     TcpTokio,
-    /// Our `Rpc` on TCP, with and without receive spinning.
+    /// Our `Rpc` on TCP: the default transport, and one that never polls.
     OursTcp,
     /// Our `Rpc` on shared memory.
     OursShm,

@@ -22,19 +22,16 @@ use crate::harness::{Pipelined, RoundTrip, time_each, windowed};
 const SERVER: &str = "server";
 /// The echo function's name.
 const ECHO: &str = "echo";
-/// How long the `ours/tcp-spin` engines poll the socket before they sleep,
-/// on both sides.
-pub(crate) const TCP_SPIN: Duration = Duration::from_micros(50);
 /// How long a connection may take to come up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `rpc-bench serve ours-tcp`: two engines serving `echo`, the default TCP
-/// transport and the one that polls for [`TCP_SPIN`]; prints both
-/// addresses.
+/// `rpc-bench serve ours-tcp`: two engines serving `echo`, on the default
+/// TCP transport (whose receivers poll the socket for up to 50 µs before
+/// they sleep) and on one that never polls; prints both addresses.
 pub(crate) async fn serve_tcp() -> Result<()> {
     let plain = echo_server(TcpTransport::default(), "tcp://127.0.0.1:0").await?;
-    let spinning = echo_server(spin_transport(), "tcp://127.0.0.1:0").await?;
-    announce(&[&plain.1, &spinning.1])?;
+    let sleeping = echo_server(nospin_transport(), "tcp://127.0.0.1:0").await?;
+    announce(&[&plain.1, &sleeping.1])?;
     std::future::pending().await
 }
 
@@ -57,8 +54,8 @@ async fn echo_server(transport: impl rpc_core::Transport, addr: &str) -> Result<
     Ok((rpc, addr.to_string()))
 }
 
-fn spin_transport() -> TcpTransport {
-    TcpTransport::with_config(TcpConfig::default().with_spin(TCP_SPIN))
+fn nospin_transport() -> TcpTransport {
+    TcpTransport::with_config(TcpConfig::default().with_spin(Duration::ZERO))
 }
 
 /// Which transport a client engine uses.
@@ -66,8 +63,8 @@ fn spin_transport() -> TcpTransport {
 pub(crate) enum Via {
     /// The default TCP transport.
     Tcp,
-    /// TCP polling for [`TCP_SPIN`] before it sleeps.
-    TcpSpin,
+    /// TCP that never polls before it sleeps (`TcpConfig::spin` zero).
+    TcpNoSpin,
     /// Shared memory, default configuration.
     Shm,
 }
@@ -79,7 +76,7 @@ pub(crate) fn connect(rt: &Runtime, via: Via, addr: &str) -> Result<Rpc> {
         let rpc = Rpc::new();
         match via {
             Via::Tcp => rpc.add_transport(TcpTransport::default()),
-            Via::TcpSpin => rpc.add_transport(spin_transport()),
+            Via::TcpNoSpin => rpc.add_transport(nospin_transport()),
             Via::Shm => rpc.add_transport(ShmTransport::default()),
         }
         let peer = rpc.connect(addr)?.established(CONNECT_TIMEOUT).await?;

@@ -279,7 +279,7 @@ const RATIOS: &[Ratio] = &[
     ratio("ours/tcp/echo/8B", "floor/tcp-tokio/8B", Metric::P99, None),
     ratio("ours/tcp/echo/8B", "floor/tcp-std/8B", Metric::P50, None),
     ratio(
-        "ours/tcp-spin/echo/8B",
+        "ours/tcp-nospin/echo/8B",
         "floor/tcp-tokio/8B",
         Metric::P50,
         None,

@@ -1,7 +1,7 @@
 //! The suite: which cases run, grouped so that the cases compared with each
 //! other are measured side by side, and the servers they talk to.
 //!
-//! 1. `tcp 8 B`: the std and tokio floors, ours (plain and spinning), tarpc
+//! 1. `tcp 8 B`: the std and tokio floors, ours (default and never polling), tarpc
 //!    and tonic, one 8 B round trip at a time.
 //! 2. `tcp large`: the std floor and ours at 64 KiB and 1 MiB.
 //! 3. `shm 8 B`: the raw spin and futex floors and ours on shared memory.
@@ -40,7 +40,7 @@ struct Servers {
     tarpc: Result<ServerProcess, String>,
     tonic: Result<ServerProcess, String>,
     ours_tcp: Result<Rpc, String>,
-    ours_tcp_spin: Result<Rpc, String>,
+    ours_tcp_nospin: Result<Rpc, String>,
     ours_shm: Result<Rpc, String>,
     /// Kept alive while `ours_*` are connected to them.
     _ours: Vec<ServerProcess>,
@@ -50,7 +50,7 @@ impl Servers {
     fn start(ctx: &Ctx<'_>) -> Self {
         let spawn = |kind| ServerProcess::spawn(kind).map_err(|e| format!("{e:#}"));
         let mut ours = Vec::new();
-        let (ours_tcp, ours_tcp_spin) = match spawn(ServerKind::OursTcp) {
+        let (ours_tcp, ours_tcp_nospin) = match spawn(ServerKind::OursTcp) {
             Ok(server) => {
                 let words: Vec<String> = server.words().iter().map(|w| w.to_string()).collect();
                 ours.push(server);
@@ -58,7 +58,7 @@ impl Servers {
                     let addr = words.get(i).ok_or("the ours-tcp server gave no address")?;
                     ours::connect(ctx.rt, via, addr).map_err(|e| format!("{e:#}"))
                 };
-                (connect(Via::Tcp, 0), connect(Via::TcpSpin, 1))
+                (connect(Via::Tcp, 0), connect(Via::TcpNoSpin, 1))
             }
             Err(e) => (Err(e.clone()), Err(e)),
         };
@@ -73,7 +73,7 @@ impl Servers {
             tarpc: spawn(ServerKind::Tarpc),
             tonic: spawn(ServerKind::Tonic),
             ours_tcp,
-            ours_tcp_spin,
+            ours_tcp_nospin,
             ours_shm,
             _ours: ours,
         }
@@ -178,8 +178,8 @@ fn tcp_small(ctx: &Ctx<'_>, s: &Servers) -> Vec<Record> {
     g.latency("ours/tcp/echo/8B", chunk, None, || {
         Ok(Box::new(ours::Echo::new(up(&s.ours_tcp)?, 8)))
     });
-    g.latency("ours/tcp-spin/echo/8B", chunk, None, || {
-        Ok(Box::new(ours::Echo::new(up(&s.ours_tcp_spin)?, 8)))
+    g.latency("ours/tcp-nospin/echo/8B", chunk, None, || {
+        Ok(Box::new(ours::Echo::new(up(&s.ours_tcp_nospin)?, 8)))
     });
     g.latency("tarpc/tcp/echo/8B", chunk, None, || {
         Ok(Box::new(tarpc_case::Client::connect(

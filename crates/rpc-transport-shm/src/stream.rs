@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use rpc_core::TransportError;
-use rpc_core::transport::FrameStream;
+use rpc_core::transport::{FrameStream, Spinner};
 use rpc_core::wire::Frame;
 
 use crate::arena;
@@ -16,7 +16,7 @@ use crate::error::{ShmError, peer_died};
 use crate::record::Decoder;
 use crate::ring::Consumer;
 use crate::segment::{Dir, Segment, ShmRing};
-use crate::wait::{BACKSTOP, EventFd, Peer, Stats, notify, spin};
+use crate::wait::{BACKSTOP, EventFd, Peer, Stats, notify};
 
 /// The initial capacity of the read buffer.
 const READ_BUF_LEN: usize = 64 << 10;
@@ -35,7 +35,8 @@ pub(crate) struct ShmStream {
     /// Wakes the producer when it waits for room.
     space_peer: OwnedFd,
     peer: Arc<Peer>,
-    spin: Duration,
+    /// Spins before each sleep while spinning pays off.
+    spinner: Spinner,
     stats: Arc<Stats>,
     /// Set once the stream ended (cleanly or not).
     done: bool,
@@ -65,7 +66,7 @@ impl ShmStream {
             data: p.data,
             space_peer: p.space_peer,
             peer: p.peer,
-            spin: p.spin,
+            spinner: Spinner::new(p.spin),
             stats: p.stats,
             done: false,
         }
@@ -136,10 +137,11 @@ impl ShmStream {
     }
 
     /// Waits until the ring has news (data or a close), or the peer died:
-    /// spins first, then sleeps on the eventfd.
+    /// spins first (while spinning pays off), then sleeps on the eventfd.
     async fn wait(&mut self) {
         let rx = &self.rx;
-        if spin(self.spin, || rx.has_news()).await {
+        let looks = crate::wait::LOOKS_PER_YIELD;
+        if self.spinner.spin(looks, || rx.has_news().then_some(())).await.is_some() {
             return;
         }
         rx.announce_data_wait();
@@ -156,6 +158,7 @@ impl ShmStream {
             () = tokio::time::sleep(BACKSTOP) => true,
         };
         rx.cancel_data_wait();
+        self.spinner.woke();
         if backstop && rx.has_news() {
             Stats::bump(&self.stats.backstop_rescues);
         }

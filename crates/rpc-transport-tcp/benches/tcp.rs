@@ -25,7 +25,9 @@
 //! Then, in the same process, a ratio report times single 8 B round trips
 //! of the floor and of ours with `Instant`, alternating the two in chunks so
 //! that machine noise hits both equally, and prints their p50 and p99 and
-//! the ratio ours/floor.
+//! the ratio ours/floor. Ours runs with the default `TcpConfig` (receivers
+//! poll the socket for up to 50 µs before they sleep); the report also
+//! times `ours/tcp-nospin`, which never polls, like the floor.
 //!
 //! Other jobs may share the machine: each criterion group and the ratio
 //! report first wait (a while) for other processes to use under 10 % of the
@@ -137,7 +139,7 @@ fn env_flag(name: &str) -> bool {
 /// listener, on one `current_thread` runtime.
 struct Server {
     rpc_addr: String,
-    spin_addr: String,
+    nospin_addr: String,
     raw_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -157,34 +159,34 @@ impl Server {
                     rpc.add_transport(TcpTransport::default());
                     rpc.define(ECHO, |b: Blob| async move { Ok(b) })?;
                     let rpc_addr = rpc.listen("tcp://127.0.0.1:0").await?;
-                    // The same service over a transport that polls before it
-                    // sleeps (`TcpConfig::spin`).
-                    let spinning = Rpc::new();
-                    spinning.set_name(SERVER)?;
-                    spinning.add_transport(spin_transport());
-                    spinning.define(ECHO, |b: Blob| async move { Ok(b) })?;
-                    let spin_addr = spinning.listen("tcp://127.0.0.1:0").await?;
+                    // The same service over a transport that never polls
+                    // before it sleeps (`TcpConfig::spin` zero).
+                    let nospin = Rpc::new();
+                    nospin.set_name(SERVER)?;
+                    nospin.add_transport(nospin_transport());
+                    nospin.define(ECHO, |b: Blob| async move { Ok(b) })?;
+                    let nospin_addr = nospin.listen("tcp://127.0.0.1:0").await?;
                     let raw = TcpListener::bind("127.0.0.1:0").await?;
                     let raw_addr = raw.local_addr()?;
                     tokio::spawn(raw_echo_server(raw));
                     ready_tx
-                        .send((rpc_addr.to_string(), spin_addr.to_string(), raw_addr))
+                        .send((rpc_addr.to_string(), nospin_addr.to_string(), raw_addr))
                         .context("the bench's main thread went away")?;
                     // Either a stop message or the main thread dropping the
                     // sender ends the server.
                     let _ = stop_rx.await;
                     rpc.shutdown();
-                    spinning.shutdown();
+                    nospin.shutdown();
                     rpc.wait_for_shutdown().await;
-                    spinning.wait_for_shutdown().await;
+                    nospin.wait_for_shutdown().await;
                     Ok(())
                 })
             })
             .context("spawning the server thread")?;
         match ready_rx.recv() {
-            Ok((rpc_addr, spin_addr, raw_addr)) => Ok(Self {
+            Ok((rpc_addr, nospin_addr, raw_addr)) => Ok(Self {
                 rpc_addr,
-                spin_addr,
+                nospin_addr,
                 raw_addr,
                 stop: Some(stop_tx),
                 thread: Some(thread),
@@ -243,22 +245,22 @@ async fn raw_echo_server(listener: TcpListener) {
 struct Client {
     rt: Runtime,
     rpc: Rpc,
-    /// Connected to the server's spinning endpoint, spinning too.
-    spinning: Rpc,
+    /// Connected to the server's endpoint that never polls, not polling
+    /// either.
+    nospin: Rpc,
     raw: TcpStream,
 }
 
-/// How long the spinning variant polls before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
-
-fn spin_transport() -> TcpTransport {
-    TcpTransport::with_config(TcpConfig::default().with_spin(SPIN))
+/// The variant that never polls before it sleeps (the default polls for
+/// `TcpConfig::spin`, 50 µs).
+fn nospin_transport() -> TcpTransport {
+    TcpTransport::with_config(TcpConfig::default().with_spin(Duration::ZERO))
 }
 
 impl Client {
     fn connect(server: &Server) -> Result<Self> {
         let rt = current_thread_runtime()?;
-        let (rpc, spinning, raw) = rt.block_on(async {
+        let (rpc, nospin, raw) = rt.block_on(async {
             // Created inside the runtime, so the engine runs on it.
             let rpc = Rpc::new();
             rpc.add_transport(TcpTransport::default());
@@ -267,28 +269,28 @@ impl Client {
                 .established(Duration::from_secs(30))
                 .await?;
             anyhow::ensure!(peer == SERVER, "connected to {peer:?}, not {SERVER:?}");
-            let spinning = Rpc::new();
-            spinning.add_transport(spin_transport());
-            spinning
-                .connect(&server.spin_addr)?
+            let nospin = Rpc::new();
+            nospin.add_transport(nospin_transport());
+            nospin
+                .connect(&server.nospin_addr)?
                 .established(Duration::from_secs(30))
                 .await?;
             let raw = TcpStream::connect(server.raw_addr).await?;
             raw.set_nodelay(true)?;
-            Ok((rpc, spinning, raw))
+            Ok((rpc, nospin, raw))
         })?;
-        let (rpc, spinning, raw) = (rpc, spinning, raw);
+        let (rpc, nospin, raw) = (rpc, nospin, raw);
         let mut client = Self {
             rt,
             rpc,
-            spinning,
+            nospin,
             raw,
         };
         // One of each before anything is timed: the method name travels by
         // name only on a connection's first call.
         client.rt.block_on(async {
             raw_rtt(&mut client.raw, &mut [0; SMALL]).await?;
-            echo(&client.spinning, &Blob::from(vec![0; SMALL])).await?;
+            echo(&client.nospin, &Blob::from(vec![0; SMALL])).await?;
             echo(&client.rpc, &Blob::from(vec![0; SMALL])).await
         })?;
         Ok(client)
@@ -298,12 +300,12 @@ impl Client {
         let Self {
             rt,
             rpc,
-            spinning,
+            nospin,
             raw,
         } = self;
         drop(raw);
         rt.block_on(async {
-            spinning.shutdown();
+            nospin.shutdown();
             rpc.shutdown();
             // Bounded, so that a stuck connection cannot hang the bench.
             let _ = tokio::time::timeout(Duration::from_secs(5), rpc.wait_for_shutdown()).await;
@@ -373,18 +375,21 @@ impl Client {
     }
 
     /// Times `n` single 8 B echo calls into `out`, in nanoseconds, over the
-    /// spinning endpoint if `spin`.
+    /// endpoint that never polls if `nospin`.
     fn echo_samples(
         &mut self,
         blob: &Blob,
         n: usize,
-        spin: bool,
+        nospin: bool,
         out: &mut Vec<u64>,
     ) -> Result<()> {
         let Self {
-            rt, rpc, spinning, ..
+            rt,
+            rpc,
+            nospin: nospin_rpc,
+            ..
         } = self;
-        let rpc = if spin { spinning } else { rpc };
+        let rpc = if nospin { nospin_rpc } else { rpc };
         rt.block_on(async {
             for _ in 0..n {
                 let start = Instant::now();
@@ -487,7 +492,7 @@ fn percentiles(samples: &mut [u64]) -> (f64, f64) {
 fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()> {
     let blob = Blob::from(vec![0x5a; SMALL]);
     let timed = s.ratio_rounds * s.ratio_chunk;
-    let (mut floor, mut ours, mut spun) = (
+    let (mut floor, mut ours, mut slept) = (
         Vec::with_capacity(timed),
         Vec::with_capacity(timed),
         Vec::with_capacity(timed),
@@ -497,7 +502,7 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
         wait_for_quiet(s.quiet_wait);
         floor.clear();
         ours.clear();
-        spun.clear();
+        slept.clear();
         let meter = CpuMeter::start();
         client.floor_samples(s.ratio_warm_up, &mut Vec::new())?;
         client.echo_samples(&blob, s.ratio_warm_up, false, &mut Vec::new())?;
@@ -506,9 +511,9 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
             if round % 2 == 0 {
                 client.floor_samples(s.ratio_chunk, &mut floor)?;
                 client.echo_samples(&blob, s.ratio_chunk, false, &mut ours)?;
-                client.echo_samples(&blob, s.ratio_chunk, true, &mut spun)?;
+                client.echo_samples(&blob, s.ratio_chunk, true, &mut slept)?;
             } else {
-                client.echo_samples(&blob, s.ratio_chunk, true, &mut spun)?;
+                client.echo_samples(&blob, s.ratio_chunk, true, &mut slept)?;
                 client.echo_samples(&blob, s.ratio_chunk, false, &mut ours)?;
                 client.floor_samples(s.ratio_chunk, &mut floor)?;
             }
@@ -524,7 +529,7 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
     }
     let (floor_p50, floor_p99) = percentiles(&mut floor);
     let (ours_p50, ours_p99) = percentiles(&mut ours);
-    let (spun_p50, spun_p99) = percentiles(&mut spun);
+    let (slept_p50, slept_p99) = percentiles(&mut slept);
 
     println!();
     println!("## 8 B round trip, ours vs floor (idle mode: {idle_mode})");
@@ -540,9 +545,8 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
         ours.len()
     );
     println!(
-        "| ours/tcp+spin{}us/echo/8B | {spun_p50:.1} | {spun_p99:.1} | {} |",
-        SPIN.as_micros(),
-        spun.len()
+        "| ours/tcp-nospin/echo/8B | {slept_p50:.1} | {slept_p99:.1} | {} |",
+        slept.len()
     );
     println!();
     println!(
@@ -550,9 +554,9 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
         ours_p50 / floor_p50
     );
     println!(
-        "ratio ours+spin/floor p50 = {:.2}, p99 = {:.2} (TcpConfig::spin = {SPIN:?} on both sides)",
-        spun_p50 / floor_p50,
-        spun_p99 / floor_p99
+        "ratio ours-nospin/floor p50 = {:.2}, p99 = {:.2} (TcpConfig::spin = 0 on both sides)",
+        slept_p50 / floor_p50,
+        slept_p99 / floor_p99
     );
     println!(
         "ratio ours/floor p99 = {:.2} (target <= 1.15)",

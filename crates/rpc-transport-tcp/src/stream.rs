@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use rpc_core::transport::FrameStream;
+use rpc_core::transport::{FrameStream, Spinner};
 use rpc_core::wire::{Frame, FrameCodec, FrameHead};
 use rpc_core::{CodecError, TransportError};
 use socket2::SockRef;
@@ -41,8 +41,9 @@ pub(crate) struct TcpFrameStream {
     /// Decoded frames are slices of this buffer; its allocation is reused
     /// once they are all dropped.
     buf: BytesMut,
-    /// How long to poll before sleeping; see `TcpConfig::spin`.
-    spin: Duration,
+    /// Polls the socket before sleeping while that pays off; see
+    /// `TcpConfig::spin`.
+    spinner: Spinner,
     /// The frame being received, once its head is decoded. Kept here, not
     /// in the `recv` future, so that a dropped `recv` loses nothing.
     partial: Option<Partial>,
@@ -192,7 +193,7 @@ impl TcpFrameStream {
             reader: Some(reader),
             codec: FrameCodec::new(max_frame_len),
             buf: BytesMut::with_capacity(READ_BUF_LEN),
-            spin,
+            spinner: Spinner::new(spin),
             partial: None,
         }
     }
@@ -239,15 +240,15 @@ impl TcpFrameStream {
     }
 }
 
-/// Polls the socket with `try_read` for up to `spin` (see
-/// [`rpc_core::transport::spin_until`]), so that a frame arriving soon is
-/// read without the thread going to sleep. `None` if nothing arrived (or
-/// `spin` is zero).
+/// Polls the socket with `try_read` as `spinner` allows (see
+/// [`rpc_core::transport::Spinner`]), so that a frame arriving soon is read
+/// without the thread going to sleep. `None` if nothing arrived, or the
+/// spinner chose not to spin: the caller then sleeps.
 async fn poll_for(
-    spin: Duration,
+    spinner: &mut Spinner,
     mut try_read: impl FnMut() -> io::Result<usize>,
 ) -> Option<io::Result<usize>> {
-    rpc_core::transport::spin_until(spin, 1, || match try_read() {
+    spinner.spin(1, || match try_read() {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
         read => Some(read),
     })
@@ -292,20 +293,29 @@ impl FrameStream for TcpFrameStream {
                         self.buf.reserve(more.max(READ_BUF_LEN));
                     }
                     let buf = &mut self.buf;
-                    match poll_for(self.spin, || reader.try_read_buf(buf)).await {
+                    match poll_for(&mut self.spinner, || reader.try_read_buf(buf)).await {
                         Some(read) => read,
-                        None => reader.read_buf(&mut self.buf).await,
+                        None => {
+                            let read = reader.read_buf(&mut self.buf).await;
+                            self.spinner.woke();
+                            read
+                        }
                     }
                 }
                 Need::Direct => {
                     let Some(direct) = self.partial.as_mut().and_then(|p| p.direct.as_mut()) else {
                         continue;
                     };
-                    let read =
-                        match poll_for(self.spin, || reader.try_read(direct.unfilled())).await {
-                            Some(read) => read,
-                            None => reader.read(direct.unfilled()).await,
-                        };
+                    let spinner = &mut self.spinner;
+                    let read = match poll_for(spinner, || reader.try_read(direct.unfilled())).await
+                    {
+                        Some(read) => read,
+                        None => {
+                            let read = reader.read(direct.unfilled()).await;
+                            spinner.woke();
+                            read
+                        }
+                    };
                     if let Ok(n) = read {
                         direct.filled += n;
                     }

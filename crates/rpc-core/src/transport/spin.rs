@@ -14,6 +14,13 @@
 //!   take turns instead of each spinning out its whole budget.
 //! - It stops after `budget`, and the caller sleeps.
 //!
+//! [`Spinner`] adds the policy a connection's receiver keeps: spin only
+//! while spinning pays off. A spin that ends in vain makes the next waits
+//! sleep at once, twice as many after each further miss (up to
+//! [`MAX_SKIPPED`]); a sleep that ends sooner than the budget, which a spin
+//! would have caught, brings spinning back at once. A ping-pong keeps
+//! spinning; a connection whose frames come seldom costs almost no CPU.
+//!
 //! A `block_on` future on a current-thread runtime is polled only when the
 //! run queue drains, which a spinning task delays until its next
 //! [`YIELD_EVERY`]. The engine therefore yields once itself after it
@@ -25,6 +32,10 @@ use std::time::{Duration, Instant};
 /// How often a spin lets the runtime's drivers and the operating system's
 /// other threads run.
 pub const YIELD_EVERY: Duration = Duration::from_micros(4);
+
+/// The most waits in a row a [`Spinner`] sleeps through without spinning,
+/// once its spins keep ending in vain.
+pub const MAX_SKIPPED: u32 = 63;
 
 /// Rounds between two looks at the clock: reading it costs as much as a few
 /// looks at a ring.
@@ -96,9 +107,138 @@ async fn requeue() {
     .await;
 }
 
+/// A receiver's spin policy: before each sleep, spin up to a budget, while
+/// spinning pays off (see the module docs).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use rpc_core::transport::Spinner;
+/// let mut spinner = Spinner::new(Duration::from_micros(50));
+/// // Nothing arrives: the spin ends in vain and the caller sleeps...
+/// assert_eq!(spinner.spin(4, || None::<()>).await, None);
+/// // ...and tells the spinner when it wakes.
+/// spinner.woke();
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct Spinner {
+    budget: Duration,
+    /// Waits left to sleep through without spinning.
+    skip: u32,
+    /// Spins in a row that ended in vain (capped).
+    misses: u32,
+    /// When a sleep without a spin began, to tell whether a spin would have
+    /// caught what woke it.
+    unspun_since: Option<Instant>,
+}
+
+impl Spinner {
+    /// Spins up to `budget` before each sleep; zero never spins.
+    pub fn new(budget: Duration) -> Self {
+        Self {
+            budget,
+            skip: 0,
+            misses: 0,
+            unspun_since: None,
+        }
+    }
+
+    /// The spin budget.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// How many of the coming waits will sleep at once.
+    pub fn skipping(&self) -> u32 {
+        self.skip
+    }
+
+    /// Spins with [`spin_until`] unless the policy says to sleep at once.
+    /// `None` means: sleep now, and call [`woke`](Self::woke) on waking.
+    pub async fn spin<T>(&mut self, looks: u32, ready: impl FnMut() -> Option<T>) -> Option<T> {
+        if self.budget.is_zero() {
+            return None;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            self.unspun_since = Some(Instant::now());
+            return None;
+        }
+        let got = spin_until(self.budget, looks, ready).await;
+        self.spun(got.is_some());
+        got
+    }
+
+    /// Reports the end of a sleep that followed a `None` from
+    /// [`spin`](Self::spin).
+    pub fn woke(&mut self) {
+        if let Some(since) = self.unspun_since.take() {
+            self.slept_unspun(since.elapsed());
+        }
+    }
+
+    /// Records a spin's outcome: a hit keeps spinning; a miss sleeps
+    /// through the next 1, 3, 7, … waits, up to [`MAX_SKIPPED`].
+    pub fn spun(&mut self, hit: bool) {
+        self.unspun_since = None;
+        if hit {
+            self.misses = 0;
+        } else {
+            self.misses = (self.misses + 1).min(MAX_SKIPPED.ilog2() + 1);
+            self.skip = (1u32 << self.misses) - 1;
+        }
+    }
+
+    /// Records a sleep of `slept` taken without spinning: shorter than the
+    /// budget, a spin would have caught it, so spinning resumes.
+    pub fn slept_unspun(&mut self, slept: Duration) {
+        if slept < self.budget {
+            self.skip = 0;
+            self.misses = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misses_back_off_and_a_short_sleep_resumes_spinning() {
+        let mut s = Spinner::new(Duration::from_micros(50));
+        let mut skipped = Vec::new();
+        for _ in 0..8 {
+            s.spun(false);
+            skipped.push(s.skipping());
+        }
+        assert_eq!(skipped, [1, 3, 7, 15, 31, 63, 63, 63]);
+        // A long sleep says nothing: keep skipping.
+        s.slept_unspun(Duration::from_millis(5));
+        assert_eq!(s.skipping(), 63);
+        // A sleep a spin would have caught: spin again, and a hit keeps it.
+        s.slept_unspun(Duration::from_micros(10));
+        assert_eq!(s.skipping(), 0);
+        s.spun(true);
+        s.spun(false);
+        assert_eq!(s.skipping(), 1, "the back-off starts over");
+    }
+
+    #[tokio::test]
+    async fn a_skipped_wait_does_not_look() {
+        let mut s = Spinner::new(Duration::from_secs(3600));
+        s.spun(false);
+        let mut looked = 0;
+        let got: Option<()> = s
+            .spin(4, || {
+                looked += 1;
+                None
+            })
+            .await;
+        assert_eq!((got, looked, s.skipping()), (None, 0, 0));
+        // The next wait spins again (and finds the frame).
+        assert_eq!(s.spin(4, || Some(1)).await, Some(1));
+    }
 
     #[tokio::test]
     async fn zero_budget_never_looks() {
