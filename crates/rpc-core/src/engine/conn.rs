@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD};
 use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, flush_point};
 use super::signal::Signal;
 use crate::body;
 use crate::error::{Error, TransportError};
@@ -305,10 +305,18 @@ async fn read_loop(
         // Every frame that has already arrived is handled before anything
         // is written: answers given inline go out together, in one write
         // when the batch holds several requests.
-        let writer = conn.outbox.try_become_writer();
+        let mut writer = conn.outbox.try_become_writer();
         let mut answered = false;
         let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
+        let mut handled = 1;
         while end.is_none() {
+            if writer && flush_point(handled) {
+                // A long burst: the answers so far go out now, so that the
+                // peer can start on them while we handle the rest.
+                conn.outbox.finish_owned();
+                writer = conn.outbox.try_become_writer();
+            }
+            handled += 1;
             end = match stream.try_recv() {
                 None => break,
                 Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),

@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 
@@ -31,11 +31,25 @@ use super::signal::Signal;
 use crate::transport::FrameSink;
 use crate::wire::Frame;
 
+/// How many frames of a burst are written without waiting for the rest
+/// (see [`flush_point`]).
+pub(crate) const WRITE_BATCH: usize = 16;
+
+/// Whether the `n`th frame of a burst (counting from 1) ends a chunk to
+/// write at once: 16, 32, 64, … — the first chunk early, so that the peer
+/// starts working, and the later ones doubling, so that a long burst costs
+/// few writes.
+pub(crate) fn flush_point(n: usize) -> bool {
+    n >= WRITE_BATCH && n.is_power_of_two()
+}
+
 /// Frames waiting for a connection's sink.
 pub(crate) struct Outbox {
     queue: Mutex<VecDeque<Frame>>,
     /// Whether someone is the writer (owns the sink).
     writing: AtomicBool,
+    /// Frames queued by `push_deferred` since its task last ran.
+    burst: AtomicUsize,
     /// Set once the connection is closing: after the queue drains, the writer
     /// closes the sink.
     closing: AtomicBool,
@@ -57,6 +71,7 @@ impl Outbox {
         Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             writing: AtomicBool::new(false),
+            burst: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             sink: Mutex::new(Some(sink)),
             closed,
@@ -74,12 +89,28 @@ impl Outbox {
     }
 
     /// Queues a frame to be written soon by a task rather than now: under
-    /// load, the frames queued until that task runs go out in one write.
+    /// load, the frames queued until that task runs go out together. A long
+    /// burst is written in growing chunks (see [`flush_point`]), so that
+    /// the peer starts on its first frames while the rest are being made.
     pub(crate) fn push_deferred(self: &Arc<Self>, frame: Frame) {
         lock(&self.queue).push_back(frame);
-        if self.try_become_writer() {
-            self.tracker
-                .spawn_on(self.clone().write_queue(), &self.runtime);
+        let burst = self.burst.fetch_add(1, Ordering::SeqCst) + 1;
+        if burst == 1 {
+            // The first frame of a burst: a task writes the burst once the
+            // caller is done making it. (A writer that is busy meanwhile
+            // writes what is queued before it lets go.)
+            let outbox = self.clone();
+            self.tracker.spawn_on(
+                async move {
+                    outbox.burst.store(0, Ordering::SeqCst);
+                    if outbox.try_become_writer() {
+                        outbox.write_owned();
+                    }
+                },
+                &self.runtime,
+            );
+        } else if flush_point(burst) && self.try_become_writer() {
+            self.write_owned();
         }
     }
 
@@ -224,5 +255,16 @@ impl std::fmt::Debug for Outbox {
             .field("queued", &lock(&self.queue).len())
             .field("writing", &self.writing.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flush_point;
+
+    #[test]
+    fn bursts_are_written_in_doubling_chunks() {
+        let points: Vec<usize> = (1..=600).filter(|&n| flush_point(n)).collect();
+        assert_eq!(points, [16, 32, 64, 128, 256, 512]);
     }
 }

@@ -66,7 +66,7 @@ use async_trait::async_trait;
 
 pub use address::Address;
 pub use mem::{MemNetwork, MemTransport};
-pub use spin::{MAX_SKIPPED, Spinner, YIELD_EVERY, spin_until};
+pub use spin::{MAX_SKIPPED, RESUME_AFTER_SLEEPS_UNDER, Spinner, YIELD_EVERY, spin_until};
 
 use crate::error::TransportError;
 use crate::wire::{DEFAULT_MAX_FRAME_LEN, Frame};

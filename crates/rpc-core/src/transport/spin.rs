@@ -17,8 +17,8 @@
 //! [`Spinner`] adds the policy a connection's receiver keeps: spin only
 //! while spinning pays off. A spin that ends in vain makes the next waits
 //! sleep at once, twice as many after each further miss (up to
-//! [`MAX_SKIPPED`]); a sleep that ends sooner than the budget, which a spin
-//! would have caught, brings spinning back at once. A ping-pong keeps
+//! [`MAX_SKIPPED`]); a sleep that ends within a few budgets, which a spin
+//! would (nearly) have caught, brings spinning back at once. A ping-pong keeps
 //! spinning; a connection whose frames come seldom costs almost no CPU.
 //!
 //! A `block_on` future on a current-thread runtime is polled only when the
@@ -36,6 +36,10 @@ pub const YIELD_EVERY: Duration = Duration::from_micros(4);
 /// The most waits in a row a [`Spinner`] sleeps through without spinning,
 /// once its spins keep ending in vain.
 pub const MAX_SKIPPED: u32 = 63;
+
+/// A sleep without a spin shorter than this many budgets brings spinning
+/// back (see [`Spinner::slept_unspun`]).
+pub const RESUME_AFTER_SLEEPS_UNDER: u32 = 4;
 
 /// Rounds between two looks at the clock: reading it costs as much as a few
 /// looks at a ring.
@@ -190,10 +194,13 @@ impl Spinner {
         }
     }
 
-    /// Records a sleep of `slept` taken without spinning: shorter than the
-    /// budget, a spin would have caught it, so spinning resumes.
+    /// Records a sleep of `slept` taken without spinning. A sleep that
+    /// ended within [`RESUME_AFTER_SLEEPS_UNDER`] budgets means a spin would
+    /// (nearly) have caught what woke it, so spinning resumes. The margin is
+    /// wide because a sleep also counts the wake-up itself, which on a
+    /// machine whose idle CPUs halt can take longer than the budget.
     pub fn slept_unspun(&mut self, slept: Duration) {
-        if slept < self.budget {
+        if slept < self.budget * RESUME_AFTER_SLEEPS_UNDER {
             self.skip = 0;
             self.misses = 0;
         }
@@ -215,9 +222,11 @@ mod tests {
         assert_eq!(skipped, [1, 3, 7, 15, 31, 63, 63, 63]);
         // A long sleep says nothing: keep skipping.
         s.slept_unspun(Duration::from_millis(5));
+        s.slept_unspun(Duration::from_micros(200));
         assert_eq!(s.skipping(), 63);
-        // A sleep a spin would have caught: spin again, and a hit keeps it.
-        s.slept_unspun(Duration::from_micros(10));
+        // A sleep a spin would (nearly) have caught, its wake-up included:
+        // spin again, and a hit keeps it.
+        s.slept_unspun(Duration::from_micros(199));
         assert_eq!(s.skipping(), 0);
         s.spun(true);
         s.spun(false);
