@@ -98,7 +98,10 @@ async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
 
 async fn frames(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
     let conn = transport
-        .connect(&Address::parse(addr).expect("an address"), &ConnOptions::default())
+        .connect(
+            &Address::parse(addr).expect("an address"),
+            &ConnOptions::default(),
+        )
         .await
         .expect("connected");
     let (mut tx, mut rx) = conn.split();
@@ -139,7 +142,10 @@ fn serve() {
         .expect("defined once");
         let addr = rpc.listen("shm://0").await.expect("listen");
         let raw = ShmTransport::default()
-            .listen(&Address::parse("shm://0").expect("an address"), &ConnOptions::default())
+            .listen(
+                &Address::parse("shm://0").expect("an address"),
+                &ConnOptions::default(),
+            )
             .await
             .expect("listen raw");
         let raw_addr = raw.local_addr().to_string();

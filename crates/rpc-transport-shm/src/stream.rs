@@ -141,7 +141,12 @@ impl ShmStream {
     async fn wait(&mut self) {
         let rx = &self.rx;
         let looks = crate::wait::LOOKS_PER_YIELD;
-        if self.spinner.spin(looks, || rx.has_news().then_some(())).await.is_some() {
+        if self
+            .spinner
+            .spin(looks, || rx.has_news().then_some(()))
+            .await
+            .is_some()
+        {
             return;
         }
         rx.announce_data_wait();

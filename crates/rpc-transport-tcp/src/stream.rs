@@ -248,11 +248,12 @@ async fn poll_for(
     spinner: &mut Spinner,
     mut try_read: impl FnMut() -> io::Result<usize>,
 ) -> Option<io::Result<usize>> {
-    spinner.spin(1, || match try_read() {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-        read => Some(read),
-    })
-    .await
+    spinner
+        .spin(1, || match try_read() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            read => Some(read),
+        })
+        .await
 }
 
 #[async_trait]
