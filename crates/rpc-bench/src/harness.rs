@@ -424,15 +424,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// p50 and p99 (nearest rank) of samples in nanoseconds, sorted in place,
 /// in microseconds; `None` without samples.
 pub(crate) fn percentiles(samples: &mut [u64]) -> (Option<f64>, Option<f64>) {
-    if samples.is_empty() {
-        return (None, None);
-    }
-    samples.sort_unstable();
-    let rank = |p: f64| {
-        let i = (p * samples.len() as f64).ceil() as usize;
-        samples[i.clamp(1, samples.len()) - 1] as f64 / 1e3
-    };
-    (Some(rank(0.50)), Some(rank(0.99)))
+    bench_support::percentiles(samples).unzip()
 }
 
 /// The median (the lower one of an even count); `None` if empty.
@@ -500,20 +492,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[track_caller]
-    fn check_percentiles(samples: &[u64], expect: (Option<f64>, Option<f64>)) {
-        assert_eq!(percentiles(&mut samples.to_vec()), expect);
-    }
-
-    #[test]
-    fn nearest_rank_percentiles_in_microseconds() {
-        check_percentiles(&[], (None, None));
-        check_percentiles(&[5_000], (Some(5.0), Some(5.0)));
-        check_percentiles(&[4_000, 1_000, 3_000, 2_000], (Some(2.0), Some(4.0)));
-        let hundred: Vec<u64> = (1..=100).map(|i| i * 1_000).collect();
-        check_percentiles(&hundred, (Some(50.0), Some(99.0)));
-    }
 
     #[test]
     fn medians() {

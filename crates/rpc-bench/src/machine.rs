@@ -6,7 +6,6 @@
 //! server processes as ours rather than as background.
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
@@ -14,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 
-/// The share of the machine other processes may use while we measure.
-pub(crate) const QUIET: f64 = 0.10;
+pub(crate) use bench_support::QUIET;
+use bench_support::{CPU_DMA_LATENCY, Ticks, machine_ticks, process_ticks};
 
 /// The server processes this run started: their CPU time is ours, not
 /// background.
@@ -99,40 +98,6 @@ impl CpuMeter {
     }
 }
 
-/// Clock ticks of all CPUs together.
-#[derive(Clone, Copy, Debug)]
-struct Ticks {
-    /// Running anything.
-    busy: u64,
-    /// Stolen by the hypervisor.
-    steal: u64,
-    /// All of them.
-    total: u64,
-}
-
-/// The first line of `/proc/stat`.
-fn machine_ticks() -> Option<Ticks> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
-        return None;
-    };
-    let busy = user + nice + system + irq + softirq;
-    Some(Ticks {
-        busy,
-        steal,
-        total: busy + idle + iowait + steal,
-    })
-}
-
 /// Clock ticks run so far by this process and each of its servers.
 fn own_ticks() -> Vec<(u32, u64)> {
     let mut pids = vec![std::process::id()];
@@ -140,22 +105,6 @@ fn own_ticks() -> Vec<(u32, u64)> {
     pids.into_iter()
         .filter_map(|pid| Some((pid, process_ticks(pid)?)))
         .collect()
-}
-
-/// Clock ticks process `pid` (all its threads) has run.
-fn process_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_process_ticks(&stat)
-}
-
-/// utime + stime from the text of a `/proc/PID/stat` file.
-fn parse_process_ticks(stat: &str) -> Option<u64> {
-    // Fields after the command name, which may hold spaces and parentheses:
-    // state is field 3, utime 14 and stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 /// Waits, up to `max`, until other processes and the hypervisor take at
@@ -274,19 +223,10 @@ impl IdleMode {
     }
 }
 
-/// The PM QoS file that holds idle CPUs out of deep states while open.
-const CPU_DMA_LATENCY: &str = "/dev/cpu_dma_latency";
-
 /// Holds `/dev/cpu_dma_latency` at 0 while the returned file is open, so
 /// that idle CPUs poll instead of halting. Fails without root.
 pub(crate) fn hold_poll_idle() -> Result<File> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(CPU_DMA_LATENCY)
-        .with_context(|| format!("opening {CPU_DMA_LATENCY} for writing"))?;
-    file.write_all(&0i32.to_ne_bytes())
-        .with_context(|| format!("writing 0 to {CPU_DMA_LATENCY}"))?;
-    Ok(file)
+    Ok(bench_support::hold_poll_idle()?)
 }
 
 /// Whether another process holds `/dev/cpu_dma_latency` open: then idle
@@ -409,24 +349,5 @@ mod tests {
         check_utc(951_782_400, "2000-02-29 00:00");
         check_utc(1_795_312_800, "2026-11-22 02:00");
         check_utc(4_107_542_399, "2100-02-28 23:59");
-    }
-
-    #[track_caller]
-    fn check_ticks(stat: &str, expect: Option<u64>) {
-        assert_eq!(parse_process_ticks(stat), expect);
-    }
-
-    #[test]
-    fn parses_process_ticks() {
-        check_ticks(
-            "42 (rpc-bench) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0",
-            Some(12),
-        );
-        check_ticks(
-            "42 (a b) c) R 1 42 42 0 -1 0 0 0 0 0 30 12 0 0 20 0 1 0",
-            Some(42),
-        );
-        check_ticks("42 (short) S 1", None);
-        check_ticks("garbage", None);
     }
 }

@@ -41,8 +41,6 @@
 
 #[path = "shm/floor.rs"]
 mod floor;
-#[path = "shm/machine.rs"]
-mod machine;
 #[path = "shm/report.rs"]
 mod report;
 #[path = "shm/server.rs"]
@@ -56,8 +54,8 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use rpc_core::Blob;
 
 use crate::floor::Floor;
-use crate::machine::{CpuMeter, hold_poll_idle, wait_for_quiet};
 use crate::server::{Client, Server, Via};
+use bench_support::{CpuMeter, env_flag, hold_poll_idle, wait_for_quiet};
 
 /// The environment variable that gives a re-run of this binary its role.
 const CHILD_ROLE: &str = "RPC_BENCH_CHILD";
@@ -93,11 +91,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     fn from_env() -> Self {
-        let args: Vec<String> = std::env::args().collect();
-        let measuring = args.iter().any(|a| a == "--bench")
-            && !args
-                .iter()
-                .any(|a| a == "--list" || a.starts_with("--profile-time"));
+        let measuring = bench_support::criterion_measuring();
         let wait = |secs| {
             if measuring {
                 Duration::from_secs(secs)
@@ -131,10 +125,6 @@ impl Settings {
             }
         }
     }
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>, s: &Settings, len: usize) {
@@ -282,7 +272,7 @@ fn main() -> Result<()> {
         "halt (VM default)"
     };
     // Before the children start, which pin themselves to the other CPU.
-    let pinned = machine::pin_to(0);
+    let pinned = bench_support::pin_to(0);
     println!(
         "idle mode: {idle_mode}; {}",
         if pinned {

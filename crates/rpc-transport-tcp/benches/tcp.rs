@@ -47,14 +47,13 @@
 //! Under criterion's `--profile-time` (for `perf`), `--list`, and in test
 //! mode (`cargo test --benches`) the ratio report is skipped.
 
-use std::fs::File;
 use std::hint::black_box;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use bench_support::{CpuMeter, QUIET, env_flag, hold_poll_idle, percentiles, wait_for_quiet};
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -93,11 +92,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Self {
-        let args: Vec<String> = std::env::args().collect();
-        let measuring = args.iter().any(|a| a == "--bench")
-            && !args
-                .iter()
-                .any(|a| a == "--list" || a.starts_with("--profile-time"));
+        let measuring = bench_support::criterion_measuring();
         let quiet_wait = |secs| {
             if measuring {
                 Duration::from_secs(secs)
@@ -129,10 +124,6 @@ impl Settings {
             }
         }
     }
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// The server thread: an `Rpc` serving `echo` and a raw 8-byte echo
@@ -475,16 +466,6 @@ fn bench_inflight(c: &mut Criterion, client: &mut Client, s: &Settings) {
     group.finish();
 }
 
-/// p50 and p99 (nearest rank) of samples, sorted in place.
-fn percentiles(samples: &mut [u64]) -> (f64, f64) {
-    samples.sort_unstable();
-    let rank = |p: f64| {
-        let i = (p * samples.len() as f64).ceil() as usize;
-        samples[i.clamp(1, samples.len()) - 1] as f64 / 1e3
-    };
-    (rank(0.50), rank(0.99))
-}
-
 /// Times single 8 B round trips of the floor and of ours, alternating in
 /// chunks (ABBA order, so neither always goes first), and prints the table
 /// and the ratios. A measurement during which other processes used more
@@ -527,9 +508,10 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
             background * 100.0
         );
     }
-    let (floor_p50, floor_p99) = percentiles(&mut floor);
-    let (ours_p50, ours_p99) = percentiles(&mut ours);
-    let (slept_p50, slept_p99) = percentiles(&mut slept);
+    let p = |samples: &mut Vec<u64>| percentiles(samples).unwrap_or((f64::NAN, f64::NAN));
+    let (floor_p50, floor_p99) = p(&mut floor);
+    let (ours_p50, ours_p99) = p(&mut ours);
+    let (slept_p50, slept_p99) = p(&mut slept);
 
     println!();
     println!("## 8 B round trip, ours vs floor (idle mode: {idle_mode})");
@@ -569,94 +551,6 @@ fn ratio_report(client: &mut Client, s: &Settings, idle_mode: &str) -> Result<()
     Ok(())
 }
 
-/// The share of the machine other processes may use while we measure.
-const QUIET: f64 = 0.10;
-
-/// Measures how much CPU other processes use, from `/proc/stat` and
-/// `/proc/self/stat` (Linux only; elsewhere it reports 0).
-struct CpuMeter {
-    machine: Option<(u64, u64)>,
-    own: Option<u64>,
-}
-
-impl CpuMeter {
-    fn start() -> Self {
-        Self {
-            machine: machine_ticks(),
-            own: own_ticks(),
-        }
-    }
-
-    /// The share of all CPUs' time since `start` that other processes used.
-    fn background(&self) -> f64 {
-        let (Some((busy0, total0)), Some(own0)) = (self.machine, self.own) else {
-            return 0.0;
-        };
-        let (Some((busy1, total1)), Some(own1)) = (machine_ticks(), own_ticks()) else {
-            return 0.0;
-        };
-        let total = total1.saturating_sub(total0).max(1);
-        let others = busy1
-            .saturating_sub(busy0)
-            .saturating_sub(own1.saturating_sub(own0));
-        others as f64 / total as f64
-    }
-}
-
-/// Busy and total clock ticks of all CPUs (the first line of `/proc/stat`).
-fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
-        return None;
-    };
-    let busy = user + nice + system + irq + softirq;
-    Some((busy, busy + idle + iowait + steal))
-}
-
-/// Clock ticks this process (all its threads) has run.
-fn own_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which may hold spaces: state is field
-    // 3, utime 14 and stime 15.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Waits, up to `max`, until other processes use at most [`QUIET`] of the
-/// machine over half a second.
-fn wait_for_quiet(max: Duration) {
-    if max.is_zero() {
-        return;
-    }
-    let start = Instant::now();
-    loop {
-        let meter = CpuMeter::start();
-        std::thread::sleep(Duration::from_millis(500));
-        let background = meter.background();
-        if background <= QUIET {
-            return;
-        }
-        if start.elapsed() >= max {
-            eprintln!(
-                "other processes still use {:.0} % of the CPUs after {max:?}; measuring anyway",
-                background * 100.0
-            );
-            return;
-        }
-    }
-}
-
 /// Runs one criterion group once the machine is quiet, and reports how much
 /// CPU other processes used meanwhile.
 fn quietly(name: &str, s: &Settings, run: impl FnOnce()) {
@@ -669,18 +563,6 @@ fn quietly(name: &str, s: &Settings, run: impl FnOnce()) {
             meter.background() * 100.0
         );
     }
-}
-
-/// Holds `/dev/cpu_dma_latency` at 0 while the returned file is open, so
-/// that idle CPUs poll instead of halting.
-fn hold_poll_idle() -> Result<File> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/cpu_dma_latency")
-        .context("opening /dev/cpu_dma_latency for writing")?;
-    file.write_all(&0i32.to_ne_bytes())
-        .context("writing 0 to /dev/cpu_dma_latency")?;
-    Ok(file)
 }
 
 fn main() -> Result<()> {

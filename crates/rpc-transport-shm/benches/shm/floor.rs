@@ -221,7 +221,7 @@ impl Floor {
 pub(crate) fn child_main() -> Result<()> {
     // SAFETY: plain call; the child dies with the bench.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    crate::machine::pin_to(1);
+    bench_support::pin_to(1);
     let fd: i32 = std::env::var(FD_VAR)?.parse()?;
     // SAFETY: the parent passed us this descriptor to own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };

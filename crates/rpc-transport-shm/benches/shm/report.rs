@@ -8,9 +8,9 @@ use anyhow::Result;
 use rpc_core::Blob;
 
 use crate::floor::{self, Floor};
-use crate::machine::{CpuMeter, QUIET, percentiles, wait_for_quiet};
 use crate::server::{Client, Via};
 use crate::{Copy, FLOOR_SPIN_NS, Settings};
+use bench_support::{CpuMeter, QUIET, wait_for_quiet};
 
 /// One row of the report: a case and its samples in nanoseconds.
 struct Row {
@@ -26,9 +26,9 @@ impl Row {
         }
     }
 
-    /// p50 and p99 in microseconds.
+    /// p50 and p99 in microseconds (NaN without samples).
     fn p(&mut self) -> (f64, f64) {
-        percentiles(&mut self.samples)
+        bench_support::percentiles(&mut self.samples).unwrap_or((f64::NAN, f64::NAN))
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) fn current_thread_runtime() -> Result<Runtime> {
 pub(crate) fn child_main() -> Result<()> {
     // SAFETY: plain call; the child dies with the bench.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    crate::machine::pin_to(1);
+    bench_support::pin_to(1);
     let rt = current_thread_runtime()?;
     rt.block_on(async {
         let rpc = Rpc::new();
