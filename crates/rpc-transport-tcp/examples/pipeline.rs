@@ -11,6 +11,8 @@
 //! ```
 //!
 //! Prints calls per second. A window of 1 is the one-at-a-time round trip.
+//! With `PIN=1` the client thread runs on CPU 0 and the server's on CPU 1,
+//! as the benchmarks place them.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,11 @@ fn main() {
         TcpTransport::with_config(TcpConfig::default().with_spin(Duration::from_micros(spin_us)))
     };
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let pin = std::env::var_os("PIN").is_some();
     std::thread::spawn(move || {
+        if pin {
+            bench_support::pin_to(1);
+        }
         let rt = runtime();
         rt.block_on(async {
             let host = Rpc::new();
@@ -42,6 +48,9 @@ fn main() {
         });
     });
     let addr = addr_rx.recv().expect("the server starts");
+    if pin {
+        bench_support::pin_to(0);
+    }
     runtime().block_on(async {
         let client = Rpc::new();
         client.add_transport(transport());
