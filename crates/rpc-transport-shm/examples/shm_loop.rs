@@ -5,6 +5,7 @@
 //! ```text
 //! cargo build --release -p rpc-transport-shm --example shm_loop
 //! target/release/examples/shm_loop rpc 200000      # the whole stack
+//! target/release/examples/shm_loop rpc-task 200000 # the same, from a spawned task
 //! target/release/examples/shm_loop frames 200000   # the transport alone
 //! perf record -a -g target/release/examples/shm_loop rpc 1000000
 //! strace -f -c target/release/examples/shm_loop rpc 100000
@@ -64,6 +65,14 @@ fn main() {
     let transport = ShmTransport::default();
     let mut samples = match mode.as_str() {
         "frames" => rt.block_on(frames(&transport, &raw_addr, n)),
+        // The same calls from a spawned task rather than from `block_on`:
+        // a current-thread runtime hands over to a `block_on` future only
+        // after polling its drivers (a system call), to a task at once.
+        "rpc-task" => {
+            let (t, addr) = (transport.clone(), rpc_addr.clone());
+            rt.block_on(async move { tokio::spawn(async move { calls(&t, &addr, n).await }).await })
+                .expect("the calling task")
+        }
         _ => rt.block_on(calls(&transport, &rpc_addr, n)),
     };
     drop(child.stdin.take());
