@@ -19,7 +19,7 @@ use super::conn::ConnHandle;
 use super::control::WireError;
 use super::handler::{ReplyTo, lock};
 use super::route::{Path, resolve};
-use super::{Inner, Rpc};
+use super::{Inner, Rpc, Waiter};
 use crate::body;
 use crate::error::Error;
 use crate::pending::remaining;
@@ -342,7 +342,7 @@ async fn call_raw(
     // Only calls whose transport the policy chose report their round trip.
     let sent = measure.then(|| (Instant::now(), frame.wire_len()));
     let (tx, rx) = oneshot::channel();
-    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, tx);
+    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, Waiter::new(tx));
     if earliest {
         inner.deadlines_changed();
     }

@@ -307,7 +307,7 @@ async fn read_loop(
         // when the batch holds several requests.
         let mut writer = conn.outbox.try_become_writer();
         let mut answered = false;
-        let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
+        let mut end = on_other(inner, conn, frame, incoming, &mut answered);
         let mut handled = 1;
         while end.is_none() {
             if writer && flush_point(handled) {
@@ -319,7 +319,7 @@ async fn read_loop(
             handled += 1;
             end = match stream.try_recv() {
                 None => break,
-                Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),
+                Some(Ok(Some(more))) => on_other(inner, conn, more, incoming, &mut answered),
                 Some(Ok(None)) => Some(ReadEnd::Closed),
                 Some(Err(e)) => {
                     tracing::warn!(peer = %conn.peer, "closing connection: {e}");
@@ -334,34 +334,25 @@ async fn read_loop(
             return end;
         }
         if answered {
-            // Let the callers just answered run before this task looks for
-            // more: a transport that spins would otherwise keep a caller
-            // waiting in a current-thread `block_on` (see
-            // `rpc_core::transport::spin_until`).
+            // Let the callers just answered from outside any task run before
+            // this task looks for more: a current-thread runtime polls its
+            // `block_on` future only once no task is ready, which a
+            // transport that spins would put off (see
+            // `rpc_core::transport::spin_until`). Callers in tasks are in
+            // the run queue already, ahead of this one.
             tokio::task::yield_now().await;
         }
     }
 }
 
 /// Handles one frame; `Some` if the connection ends. Sets `answered` when
-/// the frame completed one of our calls.
-fn on_frame(
-    inner: &Arc<Inner>,
-    conn: &Arc<ConnHandle>,
-    frame: Frame,
-    incoming: &IncomingTable,
-    answered: &mut bool,
-) -> Option<ReadEnd> {
-    *answered |= matches!(frame.kind, FrameKind::Response | FrameKind::Error);
-    on_other(inner, conn, frame, incoming)
-}
-
-/// Handles a frame that is not a request; `Some` if the connection ends.
+/// the frame answered one of our calls made outside any task.
 fn on_other(
     inner: &Arc<Inner>,
     conn: &Arc<ConnHandle>,
     frame: Frame,
     incoming: &IncomingTable,
+    answered: &mut bool,
 ) -> Option<ReadEnd> {
     match frame.kind {
         FrameKind::Request | FrameKind::OneWay => {
@@ -370,6 +361,7 @@ fn on_other(
         }
         FrameKind::Response | FrameKind::Error => {
             if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
+                *answered |= waiter.outside_task;
                 let _ = waiter.send(Ok(frame));
             }
             None

@@ -58,7 +58,29 @@ use crate::pending::{ConnId, PendingCalls};
 use crate::transport::{Address, ConnOptions, Transport};
 use crate::wire::{Frame, MAX_NAME_LEN};
 
-type Waiter = oneshot::Sender<Result<Frame, Error>>;
+/// Who waits for the answer to one of our calls.
+pub(crate) struct Waiter {
+    tx: oneshot::Sender<Result<Frame, Error>>,
+    /// Whether the call was made outside any task (in a `block_on`): a
+    /// current-thread runtime polls such a caller only once no task is
+    /// ready, so the reader yields after answering it (`conn.rs`).
+    outside_task: bool,
+}
+
+impl Waiter {
+    /// A waiter for the call being made in the current context.
+    pub(crate) fn new(tx: oneshot::Sender<Result<Frame, Error>>) -> Self {
+        Self {
+            tx,
+            outside_task: tokio::task::try_id().is_none(),
+        }
+    }
+
+    /// Hands the caller its answer; `Err` if it stopped waiting.
+    pub(crate) fn send(self, answer: Result<Frame, Error>) -> Result<(), Result<Frame, Error>> {
+        self.tx.send(answer)
+    }
+}
 
 /// One peer: a named RPC engine that defines functions, listens, connects
 /// and calls other peers by name.

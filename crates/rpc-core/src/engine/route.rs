@@ -29,7 +29,7 @@ use super::call::CancelOnDrop;
 use super::conn::ConnHandle;
 use super::control::WireError;
 use super::handler::{IncomingTable, error_frame, lock};
-use super::{Inner, Rpc};
+use super::{Inner, Rpc, Waiter};
 use crate::error::Error;
 use crate::wire::{Frame, FrameKind, Route};
 
@@ -277,7 +277,7 @@ pub(crate) fn relay(
     }
     let (tx, rx) = oneshot::channel();
     let until = Instant::now() + onward;
-    let (id, earliest) = lock(&inner.pending).insert_until(out.id, until, tx);
+    let (id, earliest) = lock(&inner.pending).insert_until(out.id, until, Waiter::new(tx));
     if earliest {
         inner.deadlines_changed();
     }
