@@ -152,6 +152,9 @@ impl ShmStream {
         rx.announce_data_wait();
         if rx.has_news() || self.peer.is_dead() {
             rx.cancel_data_wait();
+            // A wait that skipped its spin and found news at once: the
+            // shortest of sleeps, which brings spinning back.
+            self.spinner.woke();
             return;
         }
         Stats::bump(&self.stats.data_sleeps);

@@ -101,7 +101,9 @@ pub(crate) async fn run_connection(
     let hello = match shaken {
         Ok(hello) => hello,
         Err(e) => {
-            let _ = sink.close().await;
+            // Bounded: after an interrupted handshake the sink may never
+            // finish closing.
+            let _ = tokio::time::timeout(inner.config.handshake_timeout, sink.close()).await;
             return Err(e);
         }
     };
@@ -270,6 +272,11 @@ async fn handshake(
     Ok(hello)
 }
 
+/// The most frames a reader handles in a row before it lets other tasks
+/// run: a peer that never lets the stream run dry must not starve the
+/// thread.
+const MAX_BATCH: usize = 1024;
+
 /// Why a reader loop ended.
 #[derive(Debug)]
 enum ReadEnd {
@@ -309,7 +316,7 @@ async fn read_loop(
         let mut answered = false;
         let mut end = on_other(inner, conn, frame, incoming, &mut answered);
         let mut handled = 1;
-        while end.is_none() {
+        while end.is_none() && handled < MAX_BATCH {
             if writer && flush_point(handled) {
                 // A long burst: the answers so far go out now, so that the
                 // peer can start on them while we handle the rest.
@@ -333,13 +340,23 @@ async fn read_loop(
         if let Some(end) = end {
             return end;
         }
-        if answered {
+        if conn.closed.is_fired() {
+            // A stream that never runs dry would hide the signal from the
+            // `select!` above, which looks at the stream first.
+            return if inner.is_shut() {
+                ReadEnd::Shutdown
+            } else {
+                ReadEnd::Closed
+            };
+        }
+        if answered || handled >= MAX_BATCH {
             // Let the callers just answered from outside any task run before
             // this task looks for more: a current-thread runtime polls its
             // `block_on` future only once no task is ready, which a
             // transport that spins would put off (see
             // `rpc_core::transport::spin_until`). Callers in tasks are in
-            // the run queue already, ahead of this one.
+            // the run queue already, ahead of this one. After a long batch,
+            // the other tasks of this thread get their turn.
             tokio::task::yield_now().await;
         }
     }

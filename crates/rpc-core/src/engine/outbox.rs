@@ -180,6 +180,9 @@ impl Outbox {
             };
             drop(slot);
             match outcome {
+                // Closing began meanwhile: `write_queue` (which the caller
+                // starts, still the writer) writes the rest and closes.
+                Ok(true) if self.closing.load(Ordering::SeqCst) => return false,
                 Ok(true) => {}
                 Ok(false) => return false,
                 Err(e) => {

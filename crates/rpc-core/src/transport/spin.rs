@@ -190,7 +190,7 @@ impl Spinner {
             self.misses = 0;
         } else {
             self.misses = (self.misses + 1).min(MAX_SKIPPED.ilog2() + 1);
-            self.skip = (1u32 << self.misses) - 1;
+            self.skip = ((1u64 << self.misses) - 1).min(u64::from(MAX_SKIPPED)) as u32;
         }
     }
 
@@ -200,7 +200,7 @@ impl Spinner {
     /// wide because a sleep also counts the wake-up itself, which on a
     /// machine whose idle CPUs halt can take longer than the budget.
     pub fn slept_unspun(&mut self, slept: Duration) {
-        if slept < self.budget * RESUME_AFTER_SLEEPS_UNDER {
+        if slept < self.budget.saturating_mul(RESUME_AFTER_SLEEPS_UNDER) {
             self.skip = 0;
             self.misses = 0;
         }
@@ -231,6 +231,11 @@ mod tests {
         s.spun(true);
         s.spun(false);
         assert_eq!(s.skipping(), 1, "the back-off starts over");
+        // Any budget the configuration allows, however large.
+        let mut huge = Spinner::new(Duration::MAX);
+        huge.spun(false);
+        huge.slept_unspun(Duration::from_secs(1));
+        assert_eq!(huge.skipping(), 0);
     }
 
     #[tokio::test]
