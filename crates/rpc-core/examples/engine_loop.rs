@@ -11,8 +11,6 @@
 //! Prints the nanoseconds per call (both sides of each call run on this one
 //! thread, so it is the sum of the caller's and the callee's CPU).
 
-use std::time::Instant;
-
 use rpc_core::{Blob, MemNetwork, Rpc};
 
 fn main() {
@@ -41,26 +39,11 @@ fn main() {
             .established(std::time::Duration::from_secs(5))
             .await
             .expect("connected");
-        let payload = Blob::from(vec![1u8; 8]);
-        let call = || client.call::<Blob>("host", "echo", &payload);
-        // Warm up, then time.
-        run(&call, n / 10 + 1, in_flight).await;
-        let start = Instant::now();
-        run(&call, n, in_flight).await;
-        let elapsed = start.elapsed();
+        let elapsed =
+            rpc_core::testing::time_echo_calls(&client, "host", "echo", n, in_flight).await;
         println!(
             "{n} calls, {in_flight} in flight: {:.0} ns per call",
             elapsed.as_nanos() as f64 / n as f64
         );
     });
-}
-
-async fn run<F>(call: &impl Fn() -> F, n: usize, in_flight: usize)
-where
-    F: std::future::Future<Output = Result<Blob, rpc_core::Error>>,
-{
-    rpc_core::testing::windowed(n, in_flight, call, |answer| {
-        assert_eq!(answer.expect("echo answers").len(), 8);
-    })
-    .await;
 }

@@ -14,7 +14,7 @@
 //! With `PIN=1` the client thread runs on CPU 0 and the server's on CPU 1,
 //! as the benchmarks place them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rpc_core::{Blob, Rpc};
 use rpc_transport_tcp::{TcpConfig, TcpTransport};
@@ -60,12 +60,9 @@ fn main() {
             .established(Duration::from_secs(5))
             .await
             .expect("connected");
-        let payload = Blob::from(vec![1u8; 8]);
-        let call = || client.call::<Blob>("host", "echo", &payload);
-        run(&call, n / 10 + 1, window).await;
-        let start = Instant::now();
-        run(&call, n, window).await;
-        let secs = start.elapsed().as_secs_f64();
+        let secs = rpc_core::testing::time_echo_calls(&client, "host", "echo", n, window)
+            .await
+            .as_secs_f64();
         println!(
             "{n} calls, {window} in flight: {:.1} k calls/s, {:.2} us per call",
             n as f64 / secs / 1e3,
@@ -79,14 +76,4 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a current-thread runtime")
-}
-
-async fn run<F>(call: &impl Fn() -> F, n: usize, in_flight: usize)
-where
-    F: std::future::Future<Output = Result<Blob, rpc_core::Error>>,
-{
-    rpc_core::testing::windowed(n, in_flight, call, |answer| {
-        assert_eq!(answer.expect("echo answers").len(), 8);
-    })
-    .await;
 }

@@ -314,7 +314,7 @@ async fn read_loop(
         // when the batch holds several requests.
         let mut writer = conn.outbox.try_become_writer();
         let mut answered = false;
-        let mut end = on_other(inner, conn, frame, incoming, &mut answered);
+        let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
         let mut handled = 1;
         while end.is_none() && handled < MAX_BATCH {
             if writer && flush_point(handled) {
@@ -326,7 +326,7 @@ async fn read_loop(
             handled += 1;
             end = match stream.try_recv() {
                 None => break,
-                Some(Ok(Some(more))) => on_other(inner, conn, more, incoming, &mut answered),
+                Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),
                 Some(Ok(None)) => Some(ReadEnd::Closed),
                 Some(Err(e)) => {
                     tracing::warn!(peer = %conn.peer, "closing connection: {e}");
@@ -364,7 +364,7 @@ async fn read_loop(
 
 /// Handles one frame; `Some` if the connection ends. Sets `answered` when
 /// the frame answered one of our calls made outside any task.
-fn on_other(
+fn on_frame(
     inner: &Arc<Inner>,
     conn: &Arc<ConnHandle>,
     frame: Frame,
@@ -451,8 +451,12 @@ pub(crate) async fn keep_connected(
         }
         // Only connecting waits on shutdown here: `run_connection` ends on
         // its own when the engine shuts down.
+        let connect = async {
+            let transport = inner.transport_for(&addr)?;
+            Ok::<_, Error>(transport.connect(&addr, &inner.conn_options()).await?)
+        };
         let connected = tokio::select! {
-            c = async { inner.transport_for(&addr)?.connect(&addr, &inner.conn_options()).await.map_err(Error::from) } => c,
+            c = connect => c,
             () = inner.shutdown.cancelled() => return,
         };
         let outcome = match connected {

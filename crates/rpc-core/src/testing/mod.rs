@@ -134,6 +134,33 @@ pub async fn echo_frames(mut listener: Box<dyn crate::transport::Listener>) {
     }
 }
 
+/// Times `n` calls of `function` on `peer` that echo an 8 B [`Blob`]
+/// (checking each answer's length), keeping `window` in flight, after a
+/// warm-up of a tenth as many: the profiling examples' loop.
+///
+/// [`Blob`]: crate::Blob
+pub async fn time_echo_calls(
+    client: &crate::Rpc,
+    peer: &str,
+    function: &str,
+    n: usize,
+    window: usize,
+) -> Duration {
+    let payload = crate::Blob::from(vec![1u8; 8]);
+    let run = |n| {
+        windowed(
+            n,
+            window,
+            || client.call::<crate::Blob>(peer, function, &payload),
+            |answer| assert_eq!(answer.expect("echo answers").len(), 8),
+        )
+    };
+    run(n / 10 + 1).await;
+    let start = std::time::Instant::now();
+    run(n).await;
+    start.elapsed()
+}
+
 /// Runs `n` futures made by `start`, keeping at most `window` of them in
 /// flight, and hands each output to `check` as it completes.
 pub async fn windowed<Fut: Future>(

@@ -24,7 +24,8 @@
 //! A `block_on` future on a current-thread runtime is polled only when the
 //! run queue drains, which a spinning task delays until its next
 //! [`YIELD_EVERY`]. The engine therefore yields once itself after it
-//! delivers answers, so that a caller waiting in `block_on` runs at once.
+//! answers a caller that waits outside any task, so that a caller in
+//! `block_on` runs at once; a caller in a task is in the run queue already.
 
 use std::task::Poll;
 use std::time::{Duration, Instant};
