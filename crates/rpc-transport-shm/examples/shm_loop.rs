@@ -102,6 +102,14 @@ async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
         assert_eq!(back.len(), 8);
         out.push(start.elapsed().as_nanos() as u64);
     }
+    let in_place: u64 = rpc
+        .debug_info()
+        .peers
+        .iter()
+        .flat_map(|p| &p.connections)
+        .map(|c| c.answered_in_place)
+        .sum();
+    println!("answers received in place by the caller: {in_place} of {n}");
     out
 }
 

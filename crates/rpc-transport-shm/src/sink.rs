@@ -147,18 +147,15 @@ impl ShmSink {
         // Checked before anything is written, so a refused frame leaves the
         // connection usable.
         let max = self.enc.max_frame_len();
-        if frame.wire_len() > max {
-            return Err(TransportError::FrameTooLarge {
-                len: frame.wire_len(),
-                max,
-            });
+        let wire_len = frame.wire_len();
+        if wire_len > max {
+            return Err(TransportError::FrameTooLarge { len: wire_len, max });
         }
         if now {
             // An upper bound of the record (as if nothing went to the
             // arena), checked before the head is encoded: encoding interns
             // the method name, so it must happen exactly once per frame.
-            let bound =
-                (PREFIX_LEN + DESC_LEN * (1 + frame.attachments.len())) as u64 + frame.wire_len();
+            let bound = (PREFIX_LEN + DESC_LEN * (1 + frame.attachments.len())) as u64 + wire_len;
             let mut free = self.writer.tx.free();
             if free < bound {
                 free = self.writer.tx.refresh().map_err(ShmError::from)?;

@@ -149,9 +149,12 @@ impl ShmStream {
         {
             return;
         }
-        rx.announce_data_wait();
+        // Withdrawn however the wait ends, also when its future is dropped
+        // (the engine stops a receive to let a caller take over): a stale
+        // announcement would make the producer wake us on every frame.
+        let announced = DataWait::announce(rx);
         if rx.has_news() || self.peer.is_dead() {
-            rx.cancel_data_wait();
+            drop(announced);
             // A wait that skipped its spin and found news at once: the
             // shortest of sleeps, which brings spinning back.
             self.spinner.woke();
@@ -165,11 +168,27 @@ impl ShmStream {
             () = self.peer.gone() => false,
             () = tokio::time::sleep(BACKSTOP) => true,
         };
-        rx.cancel_data_wait();
+        drop(announced);
         self.spinner.woke();
         if backstop && rx.has_news() {
             Stats::bump(&self.stats.backstop_rescues);
         }
+    }
+}
+
+/// A consumer's announced wait for data, withdrawn on drop.
+struct DataWait<'a>(&'a Consumer<ShmRing>);
+
+impl<'a> DataWait<'a> {
+    fn announce(rx: &'a Consumer<ShmRing>) -> Self {
+        rx.announce_data_wait();
+        Self(rx)
+    }
+}
+
+impl Drop for DataWait<'_> {
+    fn drop(&mut self) {
+        self.0.cancel_data_wait();
     }
 }
 
@@ -193,6 +212,11 @@ impl FrameStream for ShmStream {
             }
         }
         self.end()
+    }
+
+    /// `try_recv` looks at the ring itself.
+    fn try_recv_is_live(&self) -> bool {
+        true
     }
 
     // Cancel safe: bytes move from the ring to `buf` and frames out of it

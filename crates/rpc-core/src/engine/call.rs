@@ -341,7 +341,7 @@ async fn call_raw(
     check_size(&conn, &frame)?;
     // Only calls whose transport the policy chose report their round trip.
     let sent = measure.then(|| (Instant::now(), frame.wire_len()));
-    let (tx, rx) = oneshot::channel();
+    let (tx, mut rx) = oneshot::channel();
     let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, Waiter::new(tx));
     if earliest {
         inner.deadlines_changed();
@@ -361,7 +361,10 @@ async fn call_raw(
     conn.send_request(frame);
     // No timer of its own: the engine's deadline task fails the call at its
     // deadline (`deadline.rs`).
-    let outcome = rx.await;
+    let outcome = match wait_in_place(inner, &conn, &mut rx) {
+        Some(outcome) => outcome,
+        None => rx.await,
+    };
     std::mem::forget(guard);
     match outcome {
         Ok(Err(Error::Timeout { .. })) => {
@@ -380,6 +383,46 @@ async fn call_raw(
         // without sending one first.
         Err(_) => Err(Error::ShutDown),
     }
+}
+
+/// Waits for the answer by receiving on the connection in place, if this
+/// call may (see `inbox.rs`): made outside any task, on a runtime, the only
+/// call waiting on a connection whose transport allows it, with its request
+/// written, and the spin policy agreeing. `None` when it did not or the
+/// spin ran out: then the answer comes through `rx` as usual.
+fn wait_in_place(
+    inner: &Inner,
+    conn: &ConnHandle,
+    rx: &mut oneshot::Receiver<Result<Frame, Error>>,
+) -> Option<Result<Result<Frame, Error>, oneshot::error::RecvError>> {
+    let may = conn.calls_waiting.load(Ordering::Relaxed) == 1
+        && tokio::task::try_id().is_none()
+        && conn.all_written()
+        && tokio::runtime::Handle::try_current().is_ok()
+        && conn.inbox.begin_spin();
+    if !may {
+        return None;
+    }
+    let mut outcome = None;
+    let hit = conn.inbox.spin_for(
+        inner.config.caller_spin,
+        |frame| {
+            if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
+                let _ = waiter.send(Ok(frame));
+            }
+        },
+        || match rx.try_recv() {
+            Ok(answer) => {
+                outcome = Some(Ok(answer));
+                true
+            }
+            Err(oneshot::error::TryRecvError::Empty) => false,
+            // Dropped unanswered: `rx.await` reports it.
+            Err(oneshot::error::TryRecvError::Closed) => true,
+        },
+    );
+    conn.inbox.end_spin(hit && outcome.is_some());
+    outcome
 }
 
 /// Counts a call as waiting on its connection while it lives.

@@ -46,6 +46,17 @@ pub struct Config {
     /// answer's way back: the budget shrinks by this much per hop, and a
     /// relay refuses a call whose budget is smaller. Default: 1 ms.
     pub hop_reserve: Duration,
+    /// How long a caller outside any task (in a `block_on`, say) may spin
+    /// in place for its answer, receiving on the connection itself, when
+    /// its call is the only one waiting there and the transport lets it
+    /// (shared memory, the in-process transport; see
+    /// [`FrameStream::try_recv_is_live`](crate::transport::FrameStream::try_recv_is_live)).
+    /// It saves the runtime's driver poll and two task switches per call,
+    /// but holds the thread meanwhile; spins that end in vain make the
+    /// following calls skip theirs (see
+    /// [`Spinner`](crate::transport::Spinner)). Zero never spins.
+    /// Default: 50 µs.
+    pub caller_spin: Duration,
 }
 
 impl Default for Config {
@@ -61,6 +72,7 @@ impl Default for Config {
             reconnect_max: Duration::from_secs(5),
             max_hops: 8,
             hop_reserve: Duration::from_millis(1),
+            caller_spin: Duration::from_micros(50),
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD};
 use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock};
+use super::inbox::Inbox;
 use super::outbox::{Outbox, flush_point};
 use super::signal::Signal;
 use crate::body;
@@ -36,6 +37,8 @@ pub(crate) struct ConnHandle {
     /// Our calls waiting for an answer on this connection.
     pub calls_waiting: AtomicUsize,
     outbox: Arc<Outbox>,
+    /// The receiving side, shared with callers that wait in place.
+    pub(crate) inbox: Inbox,
     /// Fires when the connection closes (or the engine shuts down): the
     /// reader loop ends on it.
     closed: Arc<Signal>,
@@ -61,6 +64,12 @@ impl ConnHandle {
         } else {
             self.outbox.push(frame);
         }
+    }
+
+    /// Whether nothing waits to be written: every frame sent so far has
+    /// been handed to the transport.
+    pub(crate) fn all_written(&self) -> bool {
+        self.outbox.is_idle()
     }
 
     /// Whether the connection has closed.
@@ -127,6 +136,7 @@ pub(crate) async fn run_connection(
         frames_sent: AtomicU64::new(0),
         calls_waiting: AtomicUsize::new(0),
         outbox,
+        inbox: Inbox::new(stream, inner.config.caller_spin),
         closed,
     });
     if let Err(reject) = inner.peers.register(handle.clone()) {
@@ -149,7 +159,8 @@ pub(crate) async fn run_connection(
     tracing::debug!(peer = %peer, conn = handle.id, ?direction, transport = handle.info.transport, "connection up");
 
     let incoming: IncomingTable = Arc::new(Mutex::new(Default::default()));
-    let end = read_loop(&inner, &handle, &mut *stream, &incoming).await;
+    let end = read_loop(&inner, &handle, &incoming).await;
+    handle.inbox.close();
 
     // Clean-up: the connection is gone for everyone. Answers already queued
     // still go out, then a goodbye, then the sink closes.
@@ -290,13 +301,12 @@ enum ReadEnd {
 async fn read_loop(
     inner: &Arc<Inner>,
     conn: &Arc<ConnHandle>,
-    stream: &mut dyn FrameStream,
     incoming: &IncomingTable,
 ) -> ReadEnd {
     loop {
         let next = tokio::select! {
             biased;
-            next = stream.recv() => next,
+            next = std::future::poll_fn(|cx| conn.inbox.poll_next(cx)) => next,
             () = conn.closed.wait() => {
                 return if inner.is_shut() { ReadEnd::Shutdown } else { ReadEnd::Closed };
             }
@@ -324,7 +334,7 @@ async fn read_loop(
                 writer = conn.outbox.try_become_writer();
             }
             handled += 1;
-            end = match stream.try_recv() {
+            end = match conn.inbox.try_next() {
                 None => break,
                 Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),
                 Some(Ok(None)) => Some(ReadEnd::Closed),

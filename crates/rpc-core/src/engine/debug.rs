@@ -61,6 +61,10 @@ pub struct ConnectionDebug {
     pub host_local: bool,
     /// Frames sent on it.
     pub frames_sent: u64,
+    /// Our calls on it whose answer their caller received in place, while
+    /// spinning outside any task (see
+    /// [`Config::caller_spin`](crate::Config::caller_spin)).
+    pub answered_in_place: u64,
 }
 
 /// One function in [`DebugInfo`].
@@ -106,6 +110,7 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
                     age: c.opened.elapsed(),
                     host_local: c.local,
                     frames_sent: c.frames_sent.load(Ordering::Relaxed),
+                    answered_in_place: c.inbox.answered_in_place(),
                 })
                 .collect(),
         })
@@ -172,12 +177,13 @@ impl fmt::Display for DebugInfo {
             for c in &p.connections {
                 writeln!(
                     f,
-                    "      {} {} -> {} up {:.1?}, {} frames sent{}",
+                    "      {} {} -> {} up {:.1?}, {} frames sent, {} answers received in place{}",
                     c.transport,
                     c.local,
                     c.remote,
                     c.age,
                     c.frames_sent,
+                    c.answered_in_place,
                     if c.host_local { ", host-local" } else { "" }
                 )?;
             }

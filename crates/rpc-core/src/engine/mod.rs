@@ -24,6 +24,7 @@ mod deadline;
 mod debug;
 mod define;
 mod handler;
+mod inbox;
 mod outbox;
 mod peers;
 mod queue;

@@ -114,6 +114,12 @@ impl Outbox {
         }
     }
 
+    /// Whether nobody is writing: every frame queued so far has been
+    /// handed to the sink.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.writing.load(Ordering::SeqCst)
+    }
+
     /// Becomes the writer if nobody is. The reader takes the role before it
     /// dispatches a request, so that answers given inline are written once,
     /// together, after it.

@@ -493,6 +493,11 @@ impl FrameStream for MemStream {
         }
     }
 
+    /// `try_recv` takes from the channel the peer sends on.
+    fn try_recv_is_live(&self) -> bool {
+        true
+    }
+
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         let Some(rx) = self.rx.as_mut() else {
             return Err(TransportError::Closed);

@@ -308,4 +308,17 @@ pub trait FrameStream: Send {
     fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
         futures_util::FutureExt::now_or_never(self.recv())
     }
+
+    /// Whether [`try_recv`](Self::try_recv) sees a frame as soon as the
+    /// peer has sent it (it looks at the shared ring or queue itself, not
+    /// only at what an earlier `recv` buffered). Then a caller may wait for
+    /// a frame by calling `try_recv` in a loop, which the engine does for a
+    /// caller outside any task (see [`Config::caller_spin`](crate::Config::caller_spin)).
+    /// The default is `false`.
+    ///
+    /// Contract: a stream that says `true` finds, with `try_recv` alone,
+    /// every frame the peer sends, without a `recv` in between.
+    fn try_recv_is_live(&self) -> bool {
+        false
+    }
 }

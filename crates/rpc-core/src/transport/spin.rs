@@ -175,6 +175,22 @@ impl Spinner {
         got
     }
 
+    /// The policy's answer without the spin, for a caller that spins by
+    /// itself: whether to spin now (then report with
+    /// [`spun`](Self::spun)), or to wait without spinning. Waits refused
+    /// this way end skips like [`spin`](Self::spin)'s do, but only
+    /// [`woke`](Self::woke) can end them early.
+    pub fn begin(&mut self) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
     /// Reports the end of a sleep that followed a `None` from
     /// [`spin`](Self::spin).
     pub fn woke(&mut self) {
@@ -253,6 +269,19 @@ mod tests {
         assert_eq!((got, looked, s.skipping()), (None, 0, 0));
         // The next wait spins again (and finds the frame).
         assert_eq!(s.spin(4, || Some(1)).await, Some(1));
+    }
+
+    #[test]
+    fn begin_follows_the_back_off() {
+        let mut s = Spinner::new(Duration::from_micros(50));
+        assert!(s.begin());
+        s.spun(false);
+        assert!(!s.begin(), "one wait without a spin after a miss");
+        assert!(s.begin());
+        s.spun(false);
+        let refused = (0..8).take_while(|_| !s.begin()).count();
+        assert_eq!(refused, 3, "three after the second miss");
+        assert!(!Spinner::new(Duration::ZERO).begin());
     }
 
     #[tokio::test]

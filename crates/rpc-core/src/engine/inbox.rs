@@ -1,0 +1,295 @@
+//! A connection's receiving side, shared by its reader task and by the
+//! callers that wait for an answer outside any task.
+//!
+//! Normally the reader task receives every frame. A caller in a `block_on`
+//! (or any other caller outside a task) can do better on a fast host-local
+//! transport: a current-thread runtime polls such a caller only after it
+//! has polled its I/O driver, a system call that costs as much as a whole
+//! round trip over shared memory. So while it is the connection's only
+//! waiting call, such a caller receives by itself, in place, for a short
+//! bounded spin ([`Config::caller_spin`](crate::Config::caller_spin)): it
+//! takes the stream from the reader (stopping the reader's receive, which the
+//! transport contract makes lossless), looks at it with
+//! [`FrameStream::try_recv`] until its answer comes, and hands the stream
+//! back. A ping-pong from `block_on` then never leaves the caller's poll.
+//!
+//! Invariants:
+//!
+//! - Frames are handled in the order they arrived. A caller handles answers
+//!   (responses and errors) only; anything else it receives, and every
+//!   frame after it, waits in the stash for the reader, which empties the
+//!   stash before it receives again.
+//! - The lock is held only within a poll or a look, never across an await;
+//!   a caller never waits for it (it looks again later).
+//! - Only streams whose `try_recv` sees what the peer sent
+//!   ([`FrameStream::try_recv_is_live`]) are ever driven by a caller.
+//! - After a caller drove the stream it wakes the reader, so that receiving
+//!   goes on once the caller is done.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use super::handler::lock;
+use crate::error::TransportError;
+use crate::transport::{FrameStream, Spinner};
+use crate::wire::{Frame, FrameKind};
+
+/// What one receive gives.
+pub(crate) type Received = Result<Option<Frame>, TransportError>;
+
+/// A receive under way: it owns the stream and hands it back when it ends,
+/// with what it received, or with `None` when it was stopped.
+type Recv = Pin<Box<dyn Future<Output = (Box<dyn FrameStream>, Option<Received>)> + Send>>;
+
+/// Looks at the stream between two looks at the clock, while a caller spins.
+const LOOKS_PER_CLOCK: u32 = 16;
+
+/// The receiving side of one connection.
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    /// Whether callers may receive in place (see the module docs).
+    drivable: bool,
+    /// Spins in place that got the caller its answer.
+    hits: AtomicU64,
+}
+
+struct State {
+    /// The stream, when no receive is under way (and the inbox is open).
+    stream: Option<Box<dyn FrameStream>>,
+    /// The reader's receive under way, and the flag that stops it.
+    recv: Option<(Recv, Arc<AtomicBool>)>,
+    /// The reader task's waker: every receive is polled with it, whoever
+    /// polls, so that the transport wakes the reader.
+    reader: Waker,
+    /// Received by a caller, for the reader to handle, in order.
+    stash: VecDeque<Received>,
+    /// When callers should spin in place.
+    spinner: Spinner,
+}
+
+/// What a caller's look at the stream found.
+pub(crate) enum Look {
+    /// An answer, for the pending table.
+    Answer(Frame),
+    /// Nothing yet.
+    Nothing,
+    /// Something the reader must handle arrived (or the inbox is closed):
+    /// stop receiving in place.
+    Stop,
+}
+
+impl Inbox {
+    /// The inbox of `stream`; callers spin in place up to `caller_spin`.
+    pub(crate) fn new(stream: Box<dyn FrameStream>, caller_spin: Duration) -> Self {
+        let drivable = stream.try_recv_is_live() && !caller_spin.is_zero();
+        Self {
+            state: Mutex::new(State {
+                stream: Some(stream),
+                recv: None,
+                reader: Waker::noop().clone(),
+                stash: VecDeque::new(),
+                spinner: Spinner::new(caller_spin),
+            }),
+            drivable,
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// How many callers got their answer while spinning in place.
+    pub(crate) fn answered_in_place(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The reader's next frame: a stashed one, or one from a receive.
+    /// `Err(Closed)` once the inbox is closed.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Received> {
+        let mut s = lock(&self.state);
+        if !s.reader.will_wake(cx.waker()) {
+            s.reader = cx.waker().clone();
+        }
+        if let Some(r) = s.stash.pop_front() {
+            return Poll::Ready(r);
+        }
+        let (mut recv, stop) = match s.recv.take() {
+            Some(r) => r,
+            None => {
+                let Some(stream) = s.stream.take() else {
+                    return Poll::Ready(Err(TransportError::Closed));
+                };
+                start_recv(stream)
+            }
+        };
+        match recv.as_mut().poll(cx) {
+            Poll::Ready((stream, got)) => {
+                s.stream = Some(stream);
+                // Nobody stops a receive without taking it out first.
+                Poll::Ready(got.unwrap_or(Err(TransportError::Closed)))
+            }
+            Poll::Pending => {
+                s.recv = Some((recv, stop));
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The reader's next frame if it is there already (a stashed one, or
+    /// [`FrameStream::try_recv`]).
+    pub(crate) fn try_next(&self) -> Option<Received> {
+        let mut s = lock(&self.state);
+        if let Some(r) = s.stash.pop_front() {
+            return Some(r);
+        }
+        s.stream.as_mut()?.try_recv()
+    }
+
+    /// Whether a caller should spin in place for its answer now, by the
+    /// adaptive policy of [`Spinner`]: spins that ended in vain make the
+    /// next callers wait without one.
+    pub(crate) fn begin_spin(&self) -> bool {
+        self.drivable && lock(&self.state).spinner.begin()
+    }
+
+    /// Records how a caller's spin ended: `hit` when its answer came.
+    pub(crate) fn end_spin(&self, hit: bool) {
+        if hit {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut s = lock(&self.state);
+        s.spinner.spun(hit);
+        if s.recv.is_none() {
+            // The caller took the stream: the reader receives again.
+            s.reader.wake_by_ref();
+        }
+    }
+
+    /// A caller's look at the stream. Never waits (a busy lock is
+    /// `Nothing`).
+    pub(crate) fn look(&self) -> Look {
+        let mut s = match self.state.try_lock() {
+            Ok(s) => s,
+            Err(TryLockError::WouldBlock) => return Look::Nothing,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        if !s.stash.is_empty() {
+            return Look::Stop;
+        }
+        if let Some((mut recv, stop)) = s.recv.take() {
+            // Stop the reader's receive and take the stream back: the
+            // receive sees the flag before it looks at the stream.
+            stop.store(true, Ordering::Relaxed);
+            let reader = s.reader.clone();
+            match recv.as_mut().poll(&mut Context::from_waker(&reader)) {
+                Poll::Ready((stream, got)) => {
+                    s.stream = Some(stream);
+                    if let Some(got) = got {
+                        return s.sort(got);
+                    }
+                }
+                Poll::Pending => {
+                    s.recv = Some((recv, stop));
+                    return Look::Nothing;
+                }
+            }
+        }
+        let Some(stream) = s.stream.as_mut() else {
+            return Look::Stop;
+        };
+        match stream.try_recv() {
+            None => Look::Nothing,
+            Some(got) => s.sort(got),
+        }
+    }
+
+    /// Spins in place until `done` says the caller's answer is in, handing
+    /// every answer that arrives to `answer`, for at most `budget`. `true`
+    /// when `done`.
+    pub(crate) fn spin_for(
+        &self,
+        budget: Duration,
+        mut answer: impl FnMut(Frame),
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        let start = Instant::now();
+        let mut looks = 0u32;
+        loop {
+            if done() {
+                return true;
+            }
+            match self.look() {
+                Look::Answer(frame) => {
+                    answer(frame);
+                    continue;
+                }
+                Look::Stop => return done(),
+                Look::Nothing => {}
+            }
+            looks = looks.wrapping_add(1);
+            if looks.is_multiple_of(LOOKS_PER_CLOCK) && start.elapsed() >= budget {
+                return done();
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Ends receiving: drops the stream (and any receive under way) and
+    /// whatever the reader had not handled.
+    pub(crate) fn close(&self) {
+        let (stream, recv, stash) = {
+            let mut s = lock(&self.state);
+            (s.stream.take(), s.recv.take(), std::mem::take(&mut s.stash))
+        };
+        // Dropped outside the lock: a transport's drop may do I/O.
+        drop((recv, stream, stash));
+    }
+}
+
+impl State {
+    /// Sorts what a caller received: an answer it handles; anything else
+    /// goes to the reader, and the caller stops.
+    fn sort(&mut self, got: Received) -> Look {
+        match got {
+            Ok(Some(frame)) if matches!(frame.kind, FrameKind::Response | FrameKind::Error) => {
+                Look::Answer(frame)
+            }
+            other => {
+                self.stash.push_back(other);
+                self.reader.wake_by_ref();
+                Look::Stop
+            }
+        }
+    }
+}
+
+/// A receive that owns `stream`; setting the flag ends it at its next poll
+/// with the stream and `None`, losing nothing (receives are cancel safe).
+fn start_recv(mut stream: Box<dyn FrameStream>) -> (Recv, Arc<AtomicBool>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let recv: Recv = Box::pin(async move {
+        let got = {
+            let mut inner = stream.recv();
+            std::future::poll_fn(|cx| {
+                if flag.load(Ordering::Relaxed) {
+                    return Poll::Ready(None);
+                }
+                inner.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        (stream, got)
+    });
+    (recv, stop)
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("drivable", &self.drivable)
+            .finish_non_exhaustive()
+    }
+}

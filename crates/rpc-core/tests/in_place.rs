@@ -1,0 +1,178 @@
+//! Callers outside any task receive their answers in place
+//! (`Config::caller_spin`): counted, switched off by a zero spin, and never
+//! at the cost of a frame meant for the reader (requests, the end of the
+//! connection).
+//!
+//! The server runs on a runtime of its own on another thread, as a peer in
+//! another process would; the client calls from `block_on` on a
+//! current-thread runtime. Spins are far longer than any answer takes, so
+//! that a call answered in place is a certainty, not luck; a caller that
+//! kept spinning where it must stop would run into the call's (shorter)
+//! timeout and fail the test.
+
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use rpc_core::{Config, Error, MemNetwork, Rpc};
+
+const LONG: Duration = Duration::from_secs(60);
+/// Far above any answer's time, and above the calls' timeout.
+const SPIN: Duration = Duration::from_secs(20);
+/// The calls' timeout: a caller stuck in its spin would hit it.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server engine on a thread of its own, serving `mem://server`; `setup`
+/// defines its functions. Dropping the returned sender stops it.
+fn server(net: &MemNetwork, setup: impl FnOnce(&Rpc) + Send + 'static) -> std_mpsc::Sender<()> {
+    let net = net.clone();
+    let (ready_tx, ready) = std_mpsc::channel();
+    let (stop, stopped) = std_mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async {
+            let rpc = Rpc::new();
+            rpc.set_name("server").unwrap();
+            rpc.add_transport(net.transport());
+            setup(&rpc);
+            rpc.listen("mem://server").await.unwrap();
+            ready_tx.send(()).unwrap();
+            // Serve until the test drops its sender.
+            let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+        });
+    });
+    ready.recv().unwrap();
+    stop
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client engine with `caller_spin`, connected to the server.
+async fn client(net: &MemNetwork, caller_spin: Duration) -> Rpc {
+    let mut config = Config::default();
+    config.caller_spin = caller_spin;
+    config.timeout = TIMEOUT;
+    let rpc = Rpc::with_config(config);
+    rpc.set_name("client").unwrap();
+    rpc.add_transport(net.transport());
+    let up = rpc.connect("mem://server").unwrap().established(LONG).await;
+    assert_eq!(up.unwrap(), "server");
+    rpc
+}
+
+/// The answers received in place on the client's connections.
+fn in_place(rpc: &Rpc) -> u64 {
+    rpc.debug_info()
+        .peers
+        .iter()
+        .flat_map(|p| &p.connections)
+        .map(|c| c.answered_in_place)
+        .sum()
+}
+
+fn echo_server(net: &MemNetwork) -> std_mpsc::Sender<()> {
+    server(net, |rpc| {
+        rpc.define("echo", |x: u64| async move { Ok(x) }).unwrap();
+    })
+}
+
+#[test]
+fn a_caller_outside_any_task_receives_its_answers_in_place() {
+    let net = MemNetwork::new();
+    let _server = echo_server(&net);
+    let rt = runtime();
+    rt.block_on(async {
+        let rpc = client(&net, SPIN).await;
+        for i in 0..200u64 {
+            let back: u64 = rpc.call("server", "echo", &i).await.unwrap();
+            assert_eq!(back, i);
+        }
+        assert_eq!(in_place(&rpc), 200);
+        // A caller in a task waits as usual: the reader answers it.
+        let rpc2 = rpc.clone();
+        let back: u64 = tokio::spawn(async move { rpc2.call("server", "echo", &7u64).await })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, 7);
+        assert_eq!(in_place(&rpc), 200);
+    });
+}
+
+#[test]
+fn a_zero_caller_spin_leaves_every_answer_to_the_reader() {
+    let net = MemNetwork::new();
+    let _server = echo_server(&net);
+    let rt = runtime();
+    rt.block_on(async {
+        let rpc = client(&net, Duration::ZERO).await;
+        for i in 0..50u64 {
+            let back: u64 = rpc.call("server", "echo", &i).await.unwrap();
+            assert_eq!(back, i);
+        }
+        assert_eq!(in_place(&rpc), 0);
+    });
+}
+
+#[test]
+fn a_request_that_arrives_during_the_spin_goes_to_the_reader() {
+    let net = MemNetwork::new();
+    // The server's handler calls the client back on the same connection
+    // before it answers: the client's caller, spinning in place, receives
+    // that request first and must leave it to the reader.
+    let _server = server(&net, |rpc| {
+        let me = rpc.clone();
+        rpc.define("ask_back", move |x: u64| {
+            let me = me.clone();
+            async move {
+                let doubled: u64 = me
+                    .call("client", "double", &x)
+                    .await
+                    .map_err(rpc_core::HandlerError::new)?;
+                Ok(doubled + 1)
+            }
+        })
+        .unwrap();
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let rpc = client(&net, SPIN).await;
+        rpc.define("double", |x: u64| async move { Ok(2 * x) })
+            .unwrap();
+        for i in 0..20u64 {
+            let back: u64 = rpc.call("server", "ask_back", &i).await.unwrap();
+            assert_eq!(back, 2 * i + 1);
+        }
+        // Each answer came after a request the caller had to hand over.
+        assert_eq!(in_place(&rpc), 0);
+        let served = rpc.debug_info().functions;
+        assert_eq!(served[0].calls, 20);
+    });
+}
+
+#[test]
+fn the_end_of_the_connection_during_the_spin_fails_the_call() {
+    let net = MemNetwork::new();
+    // The handler shuts its own engine down instead of answering.
+    let _server = server(&net, |rpc| {
+        let me = rpc.clone();
+        rpc.define("quit", move |()| {
+            me.shutdown();
+            std::future::pending::<Result<(), rpc_core::HandlerError>>()
+        })
+        .unwrap();
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let rpc = client(&net, SPIN).await;
+        let got = rpc.call::<()>("server", "quit", &()).await;
+        assert!(
+            matches!(got, Err(Error::Disconnected { ref peer }) if peer == "server"),
+            "{got:?}"
+        );
+    });
+}
