@@ -214,9 +214,10 @@ impl FrameStream for ShmStream {
         self.end()
     }
 
-    /// `try_recv` looks at the ring itself.
+    /// `try_recv` looks at the ring itself; callers spin on it unless the
+    /// connection was configured never to spin (`ShmConfig::spin` zero).
     fn try_recv_is_live(&self) -> bool {
-        true
+        !self.spinner.budget().is_zero()
     }
 
     // Cancel safe: bytes move from the ring to `buf` and frames out of it

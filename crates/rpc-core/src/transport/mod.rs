@@ -309,15 +309,18 @@ pub trait FrameStream: Send {
         futures_util::FutureExt::now_or_never(self.recv())
     }
 
-    /// Whether [`try_recv`](Self::try_recv) sees a frame as soon as the
-    /// peer has sent it (it looks at the shared ring or queue itself, not
-    /// only at what an earlier `recv` buffered). Then a caller may wait for
-    /// a frame by calling `try_recv` in a loop, which the engine does for a
-    /// caller outside any task (see [`Config::caller_spin`](crate::Config::caller_spin)).
+    /// Whether a caller may wait for a frame by calling
+    /// [`try_recv`](Self::try_recv) in a loop, which the engine does for a
+    /// caller outside any task (see [`Config::caller_spin`](crate::Config::caller_spin)):
+    /// `try_recv` sees a frame as soon as the peer has sent it (it looks at
+    /// the shared ring or queue itself, not only at what an earlier `recv`
+    /// buffered), and the transport's configuration lets receivers spin.
     /// The default is `false`.
     ///
     /// Contract: a stream that says `true` finds, with `try_recv` alone,
-    /// every frame the peer sends, without a `recv` in between.
+    /// every frame the peer sends, without a `recv` (or the runtime's
+    /// I/O driver) in between; a transport configured never to spin says
+    /// `false`.
     fn try_recv_is_live(&self) -> bool {
         false
     }
