@@ -7,6 +7,7 @@
 //! target/release/examples/shm_loop rpc 200000      # the whole stack
 //! target/release/examples/shm_loop rpc-task 200000 # the same, from a spawned task
 //! target/release/examples/shm_loop frames 200000   # the transport alone
+//! target/release/examples/shm_loop inflight 500000 # 64 calls in flight
 //! perf record -a -g target/release/examples/shm_loop rpc 1000000
 //! strace -f -c target/release/examples/shm_loop rpc 100000
 //! ```
@@ -73,6 +74,7 @@ fn main() {
             rt.block_on(async move { tokio::spawn(async move { calls(&t, &addr, n).await }).await })
                 .expect("the calling task")
         }
+        "inflight" => rt.block_on(inflight(&transport, &rpc_addr, n)),
         _ => rt.block_on(calls(&transport, &rpc_addr, n)),
     };
     drop(child.stdin.take());
@@ -86,7 +88,8 @@ fn main() {
     println!("client transport: {:?}", transport.stats());
 }
 
-async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
+/// A client engine connected to the server at `addr`.
+async fn client(transport: &ShmTransport, addr: &str) -> Rpc {
     let rpc = Rpc::new();
     rpc.add_transport(transport.clone());
     rpc.connect(addr)
@@ -94,6 +97,11 @@ async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
         .established(Duration::from_secs(10))
         .await
         .expect("connected");
+    rpc
+}
+
+async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
+    let rpc = client(transport, addr).await;
     let blob = Blob::from(vec![7u8; 8]);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -102,6 +110,12 @@ async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
         assert_eq!(back.len(), 8);
         out.push(start.elapsed().as_nanos() as u64);
     }
+    report_in_place(&rpc, n);
+    out
+}
+
+/// Prints how many answers the caller received in place.
+fn report_in_place(rpc: &Rpc, n: usize) {
     let in_place: u64 = rpc
         .debug_info()
         .peers
@@ -110,7 +124,38 @@ async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
         .map(|c| c.answered_in_place)
         .sum();
     println!("answers received in place by the caller: {in_place} of {n}");
-    out
+}
+
+/// `n` calls with 64 in flight, from `block_on`; one sample: the mean
+/// time per call.
+async fn inflight(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
+    use futures_util::StreamExt as _;
+    let rpc = client(transport, addr).await;
+    let blob = Blob::from(vec![7u8; 8]);
+    let call = || {
+        let (rpc, blob) = (&rpc, &blob);
+        async move {
+            let back: Blob = rpc.call("server", "echo", blob).await.expect("echo");
+            assert_eq!(back.len(), 8);
+        }
+    };
+    let start = Instant::now();
+    let mut window = futures_util::stream::FuturesUnordered::new();
+    let mut started = 0;
+    while started < n.min(64) {
+        window.push(call());
+        started += 1;
+    }
+    while window.next().await.is_some() {
+        if started < n {
+            window.push(call());
+            started += 1;
+        }
+    }
+    let per_call = start.elapsed().as_nanos() as u64 / n.max(1) as u64;
+    report_in_place(&rpc, n);
+    println!("inflight: {:.1} k calls/s", 1e6 / per_call.max(1) as f64);
+    vec![per_call]
 }
 
 async fn frames(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {

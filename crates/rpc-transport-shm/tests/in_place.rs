@@ -64,7 +64,9 @@ fn answered_in_place(shm: ShmConfig) -> u64 {
 
 #[test]
 fn a_caller_outside_any_task_receives_shm_answers_in_place() {
-    assert_eq!(answered_in_place(ShmConfig::default()), CALLS);
+    // All but the first: a caller spins once the connection's previous
+    // lone caller was polled with the same waker (this `block_on`'s).
+    assert_eq!(answered_in_place(ShmConfig::default()), CALLS - 1);
 }
 
 #[test]

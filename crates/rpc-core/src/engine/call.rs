@@ -361,7 +361,13 @@ async fn call_raw(
     conn.send_request(frame);
     // No timer of its own: the engine's deadline task fails the call at its
     // deadline (`deadline.rs`).
-    let outcome = match wait_in_place(inner, &conn, &mut rx) {
+    let in_place = if may_wait_in_place(&conn) {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        wait_in_place(inner, &conn, &mut rx, &waker)
+    } else {
+        None
+    };
+    let outcome = match in_place {
         Some(outcome) => outcome,
         None => rx.await,
     };
@@ -385,22 +391,26 @@ async fn call_raw(
     }
 }
 
-/// Waits for the answer by receiving on the connection in place, if this
-/// call may (see `inbox.rs`): made outside any task, on a runtime, the only
-/// call waiting on a connection whose transport allows it, with its request
-/// written, and the spin policy agreeing. `None` when it did not or the
-/// spin ran out: then the answer comes through `rx` as usual.
+/// Whether a call may receive its answer in place (see `inbox.rs`): made
+/// outside any task, on a runtime, the only call waiting on its connection,
+/// with its request written.
+fn may_wait_in_place(conn: &ConnHandle) -> bool {
+    conn.calls_waiting.load(Ordering::Relaxed) == 1
+        && tokio::task::try_id().is_none()
+        && conn.all_written()
+        && tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Waits for the answer by receiving on the connection in place, if the
+/// inbox agrees for a caller polled with `waker`. `None` when it did not or
+/// the spin ran out: then the answer comes through `rx` as usual.
 fn wait_in_place(
     inner: &Inner,
     conn: &ConnHandle,
     rx: &mut oneshot::Receiver<Result<Frame, Error>>,
+    waker: &std::task::Waker,
 ) -> Option<Result<Result<Frame, Error>, oneshot::error::RecvError>> {
-    let may = conn.calls_waiting.load(Ordering::Relaxed) == 1
-        && tokio::task::try_id().is_none()
-        && conn.all_written()
-        && tokio::runtime::Handle::try_current().is_ok()
-        && conn.inbox.begin_spin();
-    if !may {
+    if !conn.inbox.begin_spin(waker) {
         return None;
     }
     let mut outcome = None;

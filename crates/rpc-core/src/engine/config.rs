@@ -54,8 +54,12 @@ pub struct Config {
     /// It saves the runtime's driver poll and two task switches per call,
     /// but holds the thread meanwhile; spins that end in vain make the
     /// following calls skip theirs (see
-    /// [`Spinner`](crate::transport::Spinner)). Zero never spins.
-    /// Default: 50 µs.
+    /// [`Spinner`](crate::transport::Spinner)). A caller spins only if the
+    /// connection's previous lone caller was polled with the same waker
+    /// (calls made one after another), so that concurrent calls with wakers
+    /// of their own (a `FuturesUnordered`) stay concurrent; the branches of
+    /// a `join!`, which share one waker, may then take a round trip each.
+    /// Zero never spins. Default: 50 µs.
     pub caller_spin: Duration,
 }
 

@@ -13,6 +13,14 @@
 //! [`FrameStream::try_recv`] until its answer comes, and hands the stream
 //! back. A ping-pong from `block_on` then never leaves the caller's poll.
 //!
+//! A caller spins only if the connection's previous lone caller was polled
+//! with the same waker, that is, when calls follow one another in a loop.
+//! Siblings with wakers of their own (the futures of a `FuturesUnordered`)
+//! never spin: a spin in one's first poll would hold the others' requests
+//! back until its answer came. Siblings that share one waker (the branches
+//! of a `join!`) are not told apart: the first of them may spin, so that
+//! they take a round trip each instead of one in all.
+//!
 //! Invariants:
 //!
 //! - Frames are handled in the order they arrived. A caller handles answers
@@ -70,6 +78,8 @@ struct State {
     stash: VecDeque<Received>,
     /// When callers should spin in place.
     spinner: Spinner,
+    /// The waker the last lone caller was polled with.
+    last_caller: Option<Waker>,
 }
 
 /// What a caller's look at the stream found.
@@ -94,6 +104,7 @@ impl Inbox {
                 reader: Waker::noop().clone(),
                 stash: VecDeque::new(),
                 spinner: Spinner::new(caller_spin),
+                last_caller: None,
             }),
             drivable,
             hits: AtomicU64::new(0),
@@ -147,11 +158,28 @@ impl Inbox {
         s.stream.as_mut()?.try_recv()
     }
 
-    /// Whether a caller should spin in place for its answer now, by the
-    /// adaptive policy of [`Spinner`]: spins that ended in vain make the
-    /// next callers wait without one.
-    pub(crate) fn begin_spin(&self) -> bool {
-        self.drivable && lock(&self.state).spinner.begin()
+    /// Whether a lone caller polled with `waker` should spin in place for
+    /// its answer now.
+    ///
+    /// Only if the previous lone caller on this connection was polled with
+    /// the same waker: then calls follow one another (a loop awaiting each
+    /// call), and a spin holds nothing back. A new waker may mean siblings
+    /// (the futures of a `FuturesUnordered`, each with its own waker) that
+    /// are about to send their calls, which a spin in this poll would hold
+    /// back until this answer came. Then the adaptive policy of [`Spinner`]:
+    /// spins that ended in vain make the next callers wait without one.
+    pub(crate) fn begin_spin(&self, waker: &Waker) -> bool {
+        if !self.drivable {
+            return false;
+        }
+        let mut s = lock(&self.state);
+        // The stored clone keeps the waker's task alive, so a new task
+        // cannot reuse its address and pass for it.
+        if !s.last_caller.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.last_caller = Some(waker.clone());
+            return false;
+        }
+        s.spinner.begin()
     }
 
     /// Records how a caller's spin ended: `hit` when its answer came.
