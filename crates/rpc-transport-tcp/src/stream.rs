@@ -123,9 +123,9 @@ impl Partial {
         i > 0 && self.part_len(i) >= DIRECT_MIN
     }
 
-    /// Takes what `buf` holds of the payload; returns the frame once it is
-    /// complete, or what it waits for.
-    fn advance(&mut self, buf: &mut BytesMut) -> Result<Frame, Need> {
+    /// Takes what `buf` holds of the payload; returns the body and the
+    /// attachments once they are complete, or what it waits for.
+    fn advance(&mut self, buf: &mut BytesMut) -> Result<(Bytes, Vec<Bytes>), Need> {
         // The common case: a frame without large attachments, all of it
         // in the buffer. One split, and slices of it.
         if self.parts.is_empty() && !(1..self.part_count()).any(|i| self.is_direct(i)) {
@@ -144,10 +144,7 @@ impl Partial {
                     bytes.slice(at - len..at)
                 })
                 .collect();
-            return Ok(self
-                .head
-                .clone()
-                .into_frame(bytes.slice(..body_len), attachments));
+            return Ok((bytes.slice(..body_len), attachments));
         }
         while self.parts.len() < self.part_count() {
             let i = self.parts.len();
@@ -175,7 +172,7 @@ impl Partial {
         }
         let mut parts = std::mem::take(&mut self.parts).into_iter();
         let body = parts.next().unwrap_or_default();
-        Ok(self.head.clone().into_frame(body, parts.collect()))
+        Ok((body, parts.collect()))
     }
 
     /// How many bytes of the frame arrived, for the error at a torn end.
@@ -216,10 +213,10 @@ impl TcpFrameStream {
             }
         }
         match self.partial.as_mut().map(|p| p.advance(&mut self.buf)) {
-            Some(Ok(frame)) => {
-                self.partial = None;
-                Ok(Ok(frame))
-            }
+            Some(Ok((body, attachments))) => match self.partial.take() {
+                Some(p) => Ok(Ok(p.head.into_frame(body, attachments))),
+                None => Ok(Err(Need::Buffered(0))),
+            },
             Some(Err(need)) => Ok(Err(need)),
             None => Ok(Err(Need::Buffered(0))),
         }
