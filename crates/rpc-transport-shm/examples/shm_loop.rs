@@ -8,6 +8,7 @@
 //! target/release/examples/shm_loop rpc-task 200000 # the same, from a spawned task
 //! target/release/examples/shm_loop frames 200000   # the transport alone
 //! target/release/examples/shm_loop inflight 500000 # 64 calls in flight
+//! target/release/examples/shm_loop blocking 200000 # call_blocking from a plain thread
 //! perf record -a -g target/release/examples/shm_loop rpc 1000000
 //! strace -f -c target/release/examples/shm_loop rpc 100000
 //! ```
@@ -75,6 +76,7 @@ fn main() {
                 .expect("the calling task")
         }
         "inflight" => rt.block_on(inflight(&transport, &rpc_addr, n)),
+        "blocking" => blocking(&transport, &rpc_addr, n),
         _ => rt.block_on(calls(&transport, &rpc_addr, n)),
     };
     drop(child.stdin.take());
@@ -107,6 +109,27 @@ async fn calls(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
     for _ in 0..n {
         let start = Instant::now();
         let back: Blob = rpc.call("server", "echo", &blob).await.expect("echo");
+        assert_eq!(back.len(), 8);
+        out.push(start.elapsed().as_nanos() as u64);
+    }
+    report_in_place(&rpc, n);
+    out
+}
+
+/// `call_blocking` from this thread, the engine running on a runtime
+/// thread of its own (also pinned to CPU 0).
+fn blocking(transport: &ShmTransport, addr: &str, n: usize) -> Vec<u64> {
+    let engine_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let rpc = engine_rt.block_on(client(transport, addr));
+    let blob = Blob::from(vec![7u8; 8]);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let back: Blob = rpc.call_blocking("server", "echo", &blob).expect("echo");
         assert_eq!(back.len(), 8);
         out.push(start.elapsed().as_nanos() as u64);
     }

@@ -226,6 +226,12 @@ impl Rpc {
     ///
     /// For plain threads (and blocking handlers): never call it from async
     /// code, where it would block the runtime; use [`call`](Self::call).
+    ///
+    /// The call runs on the calling thread (in the engine's runtime
+    /// context, for its timers): the request is written from here, and on
+    /// a host-local transport the answer is received in place (see
+    /// [`Config::caller_spin`](crate::Config::caller_spin)), so a quick
+    /// answer wakes no thread at all.
     pub fn call_blocking<R>(
         &self,
         peer: &str,
@@ -235,12 +241,20 @@ impl Rpc {
     where
         R: DeserializeOwned + Send + 'static,
     {
+        let _runtime = self.inner.runtime.enter();
+        let timeout = self.inner.timeout();
         let call = self.call::<R>(peer, function, args);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.inner.spawn(async move {
-            let _ = tx.send(call.await);
-        });
-        rx.recv().unwrap_or(Err(Error::ShutDown))
+        let (peer, function) = (call.peer.clone(), call.function.clone());
+        // Past the deadline (and a grace for the engine's own deadline task
+        // to answer first) the runtime is gone: nobody will answer.
+        let gave_up = std::time::Instant::now() + timeout + DEADLINE_GRACE;
+        block_on_this_thread(call, gave_up).unwrap_or_else(|| {
+            Err(Error::Timeout {
+                peer: peer.to_string(),
+                function: function.to_string(),
+                after: timeout,
+            })
+        })
     }
 
     /// Sends a one-way call: no response, no error from the callee. Returns
@@ -282,6 +296,44 @@ impl Rpc {
         check_size(&conn, &frame)?;
         conn.send(frame);
         Ok(())
+    }
+}
+
+/// How long after its deadline a blocking caller gives up by itself.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs `fut` to completion on this thread, parking it while the future
+/// waits; `None` if it is not done by `gave_up`. The waker is the same for
+/// every call from one thread, so that calls made one after another are
+/// told apart from concurrent ones (`inbox.rs`).
+fn block_on_this_thread<F: Future>(fut: F, gave_up: std::time::Instant) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    thread_local! {
+        static WAKER: std::task::Waker =
+            std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    }
+    let waker = WAKER.with(Clone::clone);
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        let left = gave_up.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        // A wake between the poll and here leaves the token set: the park
+        // then returns at once.
+        std::thread::park_timeout(left);
     }
 }
 
