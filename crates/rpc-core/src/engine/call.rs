@@ -227,11 +227,13 @@ impl Rpc {
     /// For plain threads (and blocking handlers): never call it from async
     /// code, where it would block the runtime; use [`call`](Self::call).
     ///
-    /// The call runs on the calling thread (in the engine's runtime
-    /// context, for its timers): the request is written from here, and on
-    /// a host-local transport the answer is received in place (see
-    /// [`Config::caller_spin`](crate::Config::caller_spin)), so a quick
-    /// answer wakes no thread at all.
+    /// To a peer already connected, the call runs on the calling thread
+    /// (in the engine's runtime context): the request is written from
+    /// here, and on a host-local transport the answer is received in place
+    /// (see [`Config::caller_spin`](crate::Config::caller_spin)), so a
+    /// quick answer wakes no thread at all. Other calls (waiting for a
+    /// connection, calls to our own name) run as a task of the engine,
+    /// whose timers then never run on this thread.
     pub fn call_blocking<R>(
         &self,
         peer: &str,
@@ -241,6 +243,18 @@ impl Rpc {
     where
         R: DeserializeOwned + Send + 'static,
     {
+        let in_place = tokio::task::try_id().is_none()
+            && *peer != *self.inner.name()
+            && !self.inner.is_shut()
+            && self.inner.pick(peer).is_some();
+        if !in_place {
+            let call = self.call::<R>(peer, function, args);
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.inner.spawn(async move {
+                let _ = tx.send(call.await);
+            });
+            return rx.recv().unwrap_or(Err(Error::ShutDown));
+        }
         let _runtime = self.inner.runtime.enter();
         let timeout = self.inner.timeout();
         let call = self.call::<R>(peer, function, args);
@@ -415,7 +429,7 @@ async fn call_raw(
     // deadline (`deadline.rs`).
     let in_place = if may_wait_in_place(&conn) {
         let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        wait_in_place(inner, &conn, &mut rx, &waker)
+        wait_in_place(inner, &conn, id, &mut rx, &waker)
     } else {
         None
     };
@@ -459,6 +473,7 @@ fn may_wait_in_place(conn: &ConnHandle) -> bool {
 fn wait_in_place(
     inner: &Inner,
     conn: &ConnHandle,
+    id: u64,
     rx: &mut oneshot::Receiver<Result<Frame, Error>>,
     waker: &std::task::Waker,
 ) -> Option<Result<Result<Frame, Error>, oneshot::error::RecvError>> {
@@ -466,10 +481,12 @@ fn wait_in_place(
         return None;
     }
     let mut outcome = None;
+    let mut received = false;
     let hit = conn.inbox.spin_for(
         inner.config.caller_spin,
         |frame| {
             if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
+                received |= frame.request_id == id;
                 let _ = waiter.send(Ok(frame));
             }
         },
@@ -483,7 +500,9 @@ fn wait_in_place(
             Err(oneshot::error::TryRecvError::Closed) => true,
         },
     );
-    conn.inbox.end_spin(hit && outcome.is_some());
+    let answered = matches!(outcome, Some(Ok(Ok(_))));
+    conn.inbox
+        .end_spin(hit && outcome.is_some(), received && answered);
     outcome
 }
 

@@ -27,8 +27,11 @@
 //!   (responses and errors) only; anything else it receives, and every
 //!   frame after it, waits in the stash for the reader, which empties the
 //!   stash before it receives again.
-//! - The lock is held only within a poll or a look, never across an await;
-//!   a caller never waits for it (it looks again later).
+//! - The lock is held only within a poll, a look or a bookkeeping step,
+//!   never across an await; a caller's look never waits for it (it looks
+//!   again later).
+//! - While a caller spins, the reader leaves the stream alone: it waits
+//!   until the caller is done or stashes a frame for it.
 //! - Only streams whose `try_recv` sees what the peer sent
 //!   ([`FrameStream::try_recv_is_live`]) are ever driven by a caller.
 //! - After a caller drove the stream it wakes the reader, so that receiving
@@ -80,6 +83,9 @@ struct State {
     spinner: Spinner,
     /// The waker the last lone caller was polled with.
     last_caller: Option<Waker>,
+    /// Whether a caller spins in place now (between `begin_spin` and
+    /// `end_spin`): the reader then leaves the stream alone.
+    caller_spinning: bool,
 }
 
 /// What a caller's look at the stream found.
@@ -105,6 +111,7 @@ impl Inbox {
                 stash: VecDeque::new(),
                 spinner: Spinner::new(caller_spin),
                 last_caller: None,
+                caller_spinning: false,
             }),
             drivable,
             hits: AtomicU64::new(0),
@@ -117,7 +124,9 @@ impl Inbox {
     }
 
     /// The reader's next frame: a stashed one, or one from a receive.
-    /// `Err(Closed)` once the inbox is closed.
+    /// `Err(Closed)` once the inbox is closed. While a caller spins in
+    /// place, the reader waits (the caller wakes it when done, or when it
+    /// stashes a frame), instead of fighting it for the stream.
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Received> {
         let mut s = lock(&self.state);
         if !s.reader.will_wake(cx.waker()) {
@@ -126,24 +135,33 @@ impl Inbox {
         if let Some(r) = s.stash.pop_front() {
             return Poll::Ready(r);
         }
-        let (mut recv, stop) = match s.recv.take() {
-            Some(r) => r,
-            None => {
-                let Some(stream) = s.stream.take() else {
-                    return Poll::Ready(Err(TransportError::Closed));
-                };
-                start_recv(stream)
-            }
-        };
-        match recv.as_mut().poll(cx) {
-            Poll::Ready((stream, got)) => {
-                s.stream = Some(stream);
-                // Nobody stops a receive without taking it out first.
-                Poll::Ready(got.unwrap_or(Err(TransportError::Closed)))
-            }
-            Poll::Pending => {
-                s.recv = Some((recv, stop));
-                Poll::Pending
+        if s.caller_spinning {
+            return Poll::Pending;
+        }
+        loop {
+            let (mut recv, stop) = match s.recv.take() {
+                Some(r) => r,
+                None => {
+                    let Some(stream) = s.stream.take() else {
+                        return Poll::Ready(Err(TransportError::Closed));
+                    };
+                    start_recv(stream)
+                }
+            };
+            match recv.as_mut().poll(cx) {
+                Poll::Ready((stream, got)) => {
+                    s.stream = Some(stream);
+                    match got {
+                        Some(got) => return Poll::Ready(got),
+                        // A stopped receive (which only a caller does, after
+                        // taking it out): start a new one.
+                        None => continue,
+                    }
+                }
+                Poll::Pending => {
+                    s.recv = Some((recv, stop));
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -179,20 +197,22 @@ impl Inbox {
             s.last_caller = Some(waker.clone());
             return false;
         }
-        s.spinner.begin()
+        let spin = s.spinner.begin();
+        s.caller_spinning = spin;
+        spin
     }
 
-    /// Records how a caller's spin ended: `hit` when its answer came.
-    pub(crate) fn end_spin(&self, hit: bool) {
-        if hit {
+    /// Records how a caller's spin ended: `hit` when its answer came,
+    /// `received` when the caller received that answer itself. The reader
+    /// receives again.
+    pub(crate) fn end_spin(&self, hit: bool, received: bool) {
+        if received {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
         let mut s = lock(&self.state);
         s.spinner.spun(hit);
-        if s.recv.is_none() {
-            // The caller took the stream: the reader receives again.
-            s.reader.wake_by_ref();
-        }
+        s.caller_spinning = false;
+        s.reader.wake_by_ref();
     }
 
     /// A caller's look at the stream. Never waits (a busy lock is
@@ -249,18 +269,17 @@ impl Inbox {
                 return true;
             }
             match self.look() {
-                Look::Answer(frame) => {
-                    answer(frame);
-                    continue;
-                }
+                // Others' answers count against the budget too: a caller
+                // whose own answer never comes stops in time even while
+                // the connection is busy.
+                Look::Answer(frame) => answer(frame),
                 Look::Stop => return done(),
-                Look::Nothing => {}
+                Look::Nothing => std::hint::spin_loop(),
             }
             looks = looks.wrapping_add(1);
             if looks.is_multiple_of(LOOKS_PER_CLOCK) && start.elapsed() >= budget {
                 return done();
             }
-            std::hint::spin_loop();
         }
     }
 

@@ -114,10 +114,11 @@ impl Outbox {
         }
     }
 
-    /// Whether nobody is writing: every frame queued so far has been
-    /// handed to the sink.
+    /// Whether every frame queued so far has been handed to the sink:
+    /// nobody is writing, and nothing waits for a writer (such as a burst
+    /// whose task has not run yet).
     pub(crate) fn is_idle(&self) -> bool {
-        !self.writing.load(Ordering::SeqCst)
+        !self.writing.load(Ordering::SeqCst) && lock(&self.queue).is_empty()
     }
 
     /// Becomes the writer if nobody is. The reader takes the role before it

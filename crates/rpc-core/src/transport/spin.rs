@@ -177,9 +177,9 @@ impl Spinner {
 
     /// The policy's answer without the spin, for a caller that spins by
     /// itself: whether to spin now (then report with
-    /// [`spun`](Self::spun)), or to wait without spinning. Waits refused
-    /// this way end skips like [`spin`](Self::spin)'s do, but only
-    /// [`woke`](Self::woke) can end them early.
+    /// [`spun`](Self::spun)), or to wait without spinning. Each wait
+    /// refused this way uses up one skip, as in [`spin`](Self::spin); only
+    /// a spin's outcome changes the policy.
     pub fn begin(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
