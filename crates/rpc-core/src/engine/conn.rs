@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD};
 use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock};
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Received};
 use super::outbox::{Outbox, flush_point};
 use super::signal::Signal;
 use crate::body;
@@ -298,15 +298,42 @@ enum ReadEnd {
     Error,
 }
 
+/// Where a reader receives from: the stream itself when no caller may
+/// receive in place on it (no lock, no shared receive), else the inbox.
+enum Source<'a> {
+    Own(Box<dyn FrameStream>),
+    Inbox(&'a Inbox),
+}
+
+impl Source<'_> {
+    async fn next(&mut self) -> Received {
+        match self {
+            Source::Own(stream) => stream.recv().await,
+            Source::Inbox(inbox) => std::future::poll_fn(|cx| inbox.poll_next(cx)).await,
+        }
+    }
+
+    fn try_next(&mut self) -> Option<Received> {
+        match self {
+            Source::Own(stream) => stream.try_recv(),
+            Source::Inbox(inbox) => inbox.try_next(),
+        }
+    }
+}
+
 async fn read_loop(
     inner: &Arc<Inner>,
     conn: &Arc<ConnHandle>,
     incoming: &IncomingTable,
 ) -> ReadEnd {
+    let mut source = match conn.inbox.take_unless_drivable() {
+        Some(stream) => Source::Own(stream),
+        None => Source::Inbox(&conn.inbox),
+    };
     loop {
         let next = tokio::select! {
             biased;
-            next = std::future::poll_fn(|cx| conn.inbox.poll_next(cx)) => next,
+            next = source.next() => next,
             () = conn.closed.wait() => {
                 return if inner.is_shut() { ReadEnd::Shutdown } else { ReadEnd::Closed };
             }
@@ -334,7 +361,7 @@ async fn read_loop(
                 writer = conn.outbox.try_become_writer();
             }
             handled += 1;
-            end = match conn.inbox.try_next() {
+            end = match source.try_next() {
                 None => break,
                 Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),
                 Some(Ok(None)) => Some(ReadEnd::Closed),

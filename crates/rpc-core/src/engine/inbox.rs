@@ -118,6 +118,17 @@ impl Inbox {
         }
     }
 
+    /// The stream, for the reader to own, if no caller may ever receive in
+    /// place on it (the transport does not allow it, or `caller_spin` is
+    /// zero): its receives then go through no lock. `None` otherwise, and
+    /// on every later call.
+    pub(crate) fn take_unless_drivable(&self) -> Option<Box<dyn FrameStream>> {
+        if self.drivable {
+            return None;
+        }
+        lock(&self.state).stream.take()
+    }
+
     /// How many callers got their answer while spinning in place.
     pub(crate) fn answered_in_place(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
