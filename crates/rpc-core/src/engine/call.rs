@@ -248,10 +248,9 @@ impl Rpc {
             && !self.inner.is_shut()
             && self.inner.pick(peer).is_some();
         if !in_place {
-            let call = self.call::<R>(peer, function, args);
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            self.inner.spawn(async move {
-                let _ = tx.send(call.await);
+            self.call_callback(peer, function, args, move |answer| {
+                let _ = tx.send(answer);
             });
             return rx.recv().unwrap_or(Err(Error::ShutDown));
         }
@@ -408,7 +407,9 @@ async fn call_raw(
     // Only calls whose transport the policy chose report their round trip.
     let sent = measure.then(|| (Instant::now(), frame.wire_len()));
     let (tx, mut rx) = oneshot::channel();
-    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, Waiter::new(tx));
+    let waiter = Waiter::new(tx);
+    let outside_task = waiter.outside_task;
+    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, waiter);
     if earliest {
         inner.deadlines_changed();
     }
@@ -427,7 +428,7 @@ async fn call_raw(
     conn.send_request(frame);
     // No timer of its own: the engine's deadline task fails the call at its
     // deadline (`deadline.rs`).
-    let in_place = if may_wait_in_place(&conn) {
+    let in_place = if may_wait_in_place(&conn, outside_task) {
         let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         wait_in_place(inner, &conn, id, &mut rx, &waker)
     } else {
@@ -458,11 +459,11 @@ async fn call_raw(
 }
 
 /// Whether a call may receive its answer in place (see `inbox.rs`): made
-/// outside any task, on a runtime, the only call waiting on its connection,
-/// with its request written.
-fn may_wait_in_place(conn: &ConnHandle) -> bool {
-    conn.calls_waiting.load(Ordering::Relaxed) == 1
-        && tokio::task::try_id().is_none()
+/// outside any task (`outside_task`, as its `Waiter` found), on a runtime,
+/// the only call waiting on its connection, with its request written.
+fn may_wait_in_place(conn: &ConnHandle, outside_task: bool) -> bool {
+    outside_task
+        && conn.calls_waiting.load(Ordering::Relaxed) == 1
         && conn.all_written()
         && tokio::runtime::Handle::try_current().is_ok()
 }

@@ -89,7 +89,7 @@ struct State {
 }
 
 /// What a caller's look at the stream found.
-pub(crate) enum Look {
+enum Look {
     /// An answer, for the pending table.
     Answer(Frame),
     /// Nothing yet.
@@ -228,7 +228,7 @@ impl Inbox {
 
     /// A caller's look at the stream. Never waits (a busy lock is
     /// `Nothing`).
-    pub(crate) fn look(&self) -> Look {
+    fn look(&self) -> Look {
         let mut s = match self.state.try_lock() {
             Ok(s) => s,
             Err(TryLockError::WouldBlock) => return Look::Nothing,

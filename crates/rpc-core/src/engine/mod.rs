@@ -64,8 +64,9 @@ pub(crate) struct Waiter {
     tx: oneshot::Sender<Result<Frame, Error>>,
     /// Whether the call was made outside any task (in a `block_on`): a
     /// current-thread runtime polls such a caller only once no task is
-    /// ready, so the reader yields after answering it (`conn.rs`).
-    outside_task: bool,
+    /// ready, so the reader yields after answering it (`conn.rs`); such a
+    /// caller may also receive its answer in place (`inbox.rs`).
+    pub(crate) outside_task: bool,
 }
 
 impl Waiter {
