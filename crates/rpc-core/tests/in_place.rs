@@ -76,6 +76,16 @@ fn in_place(rpc: &Rpc) -> u64 {
         .sum()
 }
 
+/// Three lone `echo` calls, of which the last two are received in place:
+/// afterwards the connection has a previous lone caller, polled with this
+/// `block_on`'s waker, so the next lone call spins.
+async fn warm_up(rpc: &Rpc) {
+    for i in 0..3u64 {
+        assert_eq!(rpc.call::<u64>("server", "echo", &i).await.unwrap(), i);
+    }
+    assert_eq!(in_place(rpc), 2);
+}
+
 fn echo_server(net: &MemNetwork) -> std_mpsc::Sender<()> {
     server(net, |rpc| {
         rpc.define("echo", |x: u64| async move { Ok(x) }).unwrap();
@@ -132,10 +142,7 @@ fn concurrent_calls_from_one_block_on_stay_concurrent() {
         let rpc = client(&net, SPIN).await;
         // Lone calls first, received in place: the connection has a
         // previous caller, polled with this `block_on`'s waker.
-        for i in 0..3u64 {
-            assert_eq!(rpc.call::<u64>("server", "echo", &i).await.unwrap(), i);
-        }
-        assert_eq!(in_place(&rpc), 2);
+        warm_up(&rpc).await;
         let mut calls: futures_util::stream::FuturesUnordered<_> = (0..N as u64)
             .map(|i| {
                 let rpc = &rpc;
@@ -193,10 +200,7 @@ fn a_request_that_arrives_during_the_spin_goes_to_the_reader() {
         rpc.define("double", |x: u64| async move { Ok(2 * x) })
             .unwrap();
         // Lone calls first: the connection's callers spin in place.
-        for i in 0..3u64 {
-            assert_eq!(rpc.call::<u64>("server", "echo", &i).await.unwrap(), i);
-        }
-        assert_eq!(in_place(&rpc), 2);
+        warm_up(&rpc).await;
         for i in 0..20u64 {
             let started = std::time::Instant::now();
             let back: u64 = rpc.call("server", "ask_back", &i).await.unwrap();
@@ -227,10 +231,7 @@ fn the_end_of_the_connection_during_the_spin_fails_the_call() {
     rt.block_on(async {
         let rpc = client(&net, SPIN).await;
         // Lone calls first, so that `quit`'s caller spins in place.
-        for i in 0..3u64 {
-            assert_eq!(rpc.call::<u64>("server", "echo", &i).await.unwrap(), i);
-        }
-        assert_eq!(in_place(&rpc), 2);
+        warm_up(&rpc).await;
         let started = std::time::Instant::now();
         let got = rpc.call::<()>("server", "quit", &()).await;
         assert!(started.elapsed() < QUICK, "the spin missed the end");

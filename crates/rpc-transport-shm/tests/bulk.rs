@@ -26,12 +26,7 @@ async fn pair() -> (Rpc, ShmTransport, Rpc, ShmTransport) {
     let client = Rpc::new();
     client.set_name("client").unwrap();
     client.add_transport(client_shm.clone());
-    client
-        .connect(addr.as_str())
-        .unwrap()
-        .established(LONG)
-        .await
-        .unwrap();
+    common::connect(&client, addr.as_str(), LONG).await;
     (owner, owner_shm, client, client_shm)
 }
 
@@ -257,12 +252,7 @@ fn child_entry() {
         let client = Rpc::new();
         client.set_name("reader").unwrap();
         client.add_transport(shm.clone());
-        client
-            .connect(&addr)
-            .unwrap()
-            .established(LONG)
-            .await
-            .unwrap();
+        common::connect(&client, &addr, LONG).await;
         let ro: BulkHandle = client.call("owner", "handle", &()).await.unwrap();
         let got = client.bulk_pull(&ro, 1000, 8 * MIB as u64).await.unwrap();
         assert!(got[..] == pattern(16 * MIB, 5)[1000..1000 + 8 * MIB]);

@@ -30,12 +30,7 @@ fn an_idle_connection_costs_no_cpu() {
         let client = Rpc::new();
         client.set_name("client").unwrap();
         client.add_transport(shm.clone());
-        client
-            .connect(addr.as_str())
-            .unwrap()
-            .established(Duration::from_secs(30))
-            .await
-            .unwrap();
+        common::connect(&client, addr.as_str(), Duration::from_secs(30)).await;
         let sum: u64 = client.call("server", "add", &(2u64, 3u64)).await.unwrap();
         assert_eq!(sum, 5);
         // Let the spin budget run out, then measure a quiet stretch.

@@ -7,6 +7,8 @@
 //! runtime. The spin is far longer than an answer takes, so every answer
 //! is received in place for certain.
 
+mod common;
+
 use std::time::Duration;
 
 use rpc_core::{Config, Rpc};
@@ -32,22 +34,13 @@ fn answered_in_place(shm: ShmConfig) -> u64 {
         let addr = server.listen("shm://0").await.unwrap();
         (server, addr)
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::runtime().block_on(async {
         let mut config = Config::default();
         config.caller_spin = Duration::from_secs(20);
         config.timeout = Duration::from_secs(10);
         let client = Rpc::with_config(config);
         client.add_transport(ShmTransport::with_config(shm));
-        client
-            .connect(addr.as_str())
-            .unwrap()
-            .established(Duration::from_secs(30))
-            .await
-            .unwrap();
+        common::connect(&client, addr.as_str(), Duration::from_secs(30)).await;
         for i in 0..CALLS {
             let back: u64 = client.call("server", "echo", &i).await.unwrap();
             assert_eq!(back, i);

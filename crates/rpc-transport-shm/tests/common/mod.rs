@@ -30,6 +30,17 @@ pub(crate) fn role() -> Option<String> {
     std::env::var(ROLE).ok()
 }
 
+/// Connects `client` to the engine listening at `addr` and waits until the
+/// connection is up (at most `within`), returning the peer's name.
+pub(crate) async fn connect(client: &rpc_core::Rpc, addr: &str, within: Duration) -> String {
+    client
+        .connect(addr)
+        .expect("a valid address")
+        .established(within)
+        .await
+        .expect("connected")
+}
+
 /// A current-thread tokio runtime with I/O and timers.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
