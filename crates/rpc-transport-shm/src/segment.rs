@@ -301,6 +301,14 @@ unsafe impl RingMem for ShmRing {
         }
     }
 
+    fn touch(&self, at: u64) {
+        let start = (at & (self.capacity - 1)) as usize;
+        // SAFETY: `start < capacity`, inside the mapping. The byte may be
+        // being written by the producer: it is read with a volatile load
+        // (no assumption about its value) and ignored.
+        let _ = unsafe { std::ptr::read_volatile(self.data.as_ptr().add(start)) };
+    }
+
     unsafe fn read(&self, at: u64, dst: *mut u8, len: usize) {
         let start = (at & (self.capacity - 1)) as usize;
         let first = len.min(self.capacity as usize - start);

@@ -393,7 +393,8 @@ async fn call_raw(
         return Err(Error::ShutDown);
     }
     if *peer == *inner.name() {
-        return call_local(inner, frame, deadline)
+        // Boxed: its timer would make every call's future larger.
+        return Box::pin(call_local(inner, frame, deadline))
             .await
             .ok_or_else(timed_out)?;
     }

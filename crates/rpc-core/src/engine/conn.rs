@@ -348,8 +348,13 @@ async fn read_loop(
         };
         // Every frame that has already arrived is handled before anything
         // is written: answers given inline go out together, in one write
-        // when the batch holds several requests.
-        let mut writer = conn.outbox.try_become_writer();
+        // when the batch holds several requests. Over memory (a stream the
+        // inbox shares), where a write is a copy and a store rather than a
+        // system call, the first answer goes out at once instead: a lone
+        // request's answer then waits for nothing, and the rest of a batch
+        // still goes out together.
+        let eager = matches!(source, Source::Inbox(_));
+        let mut writer = !eager && conn.outbox.try_become_writer();
         let mut answered = false;
         let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
         let mut handled = 1;
@@ -363,7 +368,12 @@ async fn read_loop(
             handled += 1;
             end = match source.try_next() {
                 None => break,
-                Some(Ok(Some(more))) => on_frame(inner, conn, more, incoming, &mut answered),
+                Some(Ok(Some(more))) => {
+                    if eager && handled == 2 {
+                        writer = conn.outbox.try_become_writer();
+                    }
+                    on_frame(inner, conn, more, incoming, &mut answered)
+                }
                 Some(Ok(None)) => Some(ReadEnd::Closed),
                 Some(Err(e)) => {
                     tracing::warn!(peer = %conn.peer, "closing connection: {e}");

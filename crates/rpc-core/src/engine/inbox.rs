@@ -74,6 +74,9 @@ struct State {
     stream: Option<Box<dyn FrameStream>>,
     /// The reader's receive under way, and the flag that stops it.
     recv: Option<(Recv, Arc<AtomicBool>)>,
+    /// The reader's last receive, finished: freed at the reader's next look
+    /// rather than while the frame it gave waits to be handled.
+    spent: Option<(Recv, Arc<AtomicBool>)>,
     /// The reader task's waker: every receive is polled with it, whoever
     /// polls, so that the transport wakes the reader.
     reader: Waker,
@@ -107,6 +110,7 @@ impl Inbox {
             state: Mutex::new(State {
                 stream: Some(stream),
                 recv: None,
+                spent: None,
                 reader: Waker::noop().clone(),
                 stash: VecDeque::new(),
                 spinner: Spinner::new(caller_spin),
@@ -162,6 +166,7 @@ impl Inbox {
             match recv.as_mut().poll(cx) {
                 Poll::Ready((stream, got)) => {
                     s.stream = Some(stream);
+                    s.spent = Some((recv, stop));
                     match got {
                         Some(got) => return Poll::Ready(got),
                         // A stopped receive (which only a caller does, after
@@ -181,6 +186,7 @@ impl Inbox {
     /// [`FrameStream::try_recv`]).
     pub(crate) fn try_next(&self) -> Option<Received> {
         let mut s = lock(&self.state);
+        s.spent = None;
         if let Some(r) = s.stash.pop_front() {
             return Some(r);
         }
@@ -297,12 +303,17 @@ impl Inbox {
     /// Ends receiving: drops the stream (and any receive under way) and
     /// whatever the reader had not handled.
     pub(crate) fn close(&self) {
-        let (stream, recv, stash) = {
+        let (stream, recv, spent, stash) = {
             let mut s = lock(&self.state);
-            (s.stream.take(), s.recv.take(), std::mem::take(&mut s.stash))
+            (
+                s.stream.take(),
+                s.recv.take(),
+                s.spent.take(),
+                std::mem::take(&mut s.stash),
+            )
         };
         // Dropped outside the lock: a transport's drop may do I/O.
-        drop((recv, stream, stash));
+        drop((recv, spent, stream, stash));
     }
 }
 

@@ -80,8 +80,25 @@ impl Outbox {
         })
     }
 
-    /// Queues a frame and, if nobody is writing, writes it out now.
+    /// Writes a frame out now if nobody is writing, else queues it for the
+    /// writer.
     pub(crate) fn push(self: &Arc<Self>, frame: Frame) {
+        if !self.writing.load(Ordering::Relaxed) && self.try_become_writer() {
+            // The writer now: the frame goes straight to the sink unless
+            // others queued frames before it (they lost the role to us).
+            let mut queue = lock(&self.queue);
+            if queue.is_empty() {
+                drop(queue);
+                self.write_owned_with(Some(frame));
+            } else {
+                queue.push_back(frame);
+                drop(queue);
+                self.write_owned();
+            }
+            return;
+        }
+        // Queued before the second try, so that a writer letting go
+        // meanwhile finds it (see the module docs).
         lock(&self.queue).push_back(frame);
         if self.try_become_writer() {
             self.write_owned();
@@ -122,8 +139,8 @@ impl Outbox {
     }
 
     /// Becomes the writer if nobody is. The reader takes the role before it
-    /// dispatches a request, so that answers given inline are written once,
-    /// together, after it.
+    /// dispatches a batch of requests, so that answers given inline are
+    /// written once, together, after it.
     pub(crate) fn try_become_writer(&self) -> bool {
         !self.writing.swap(true, Ordering::SeqCst)
     }
@@ -143,7 +160,13 @@ impl Outbox {
     /// Writes out the queue; the caller must be the writer. Returns at once
     /// if the writing completes without waiting, else hands it to a task.
     pub(crate) fn write_owned(self: &Arc<Self>) {
-        if self.try_write_now() {
+        self.write_owned_with(None);
+    }
+
+    /// [`write_owned`](Self::write_owned), with `first` to write before
+    /// the queue.
+    fn write_owned_with(self: &Arc<Self>, first: Option<Frame>) {
+        if self.try_write_now(first) {
             return;
         }
         let mut writing: Pin<Box<dyn Future<Output = ()> + Send>> =
@@ -156,23 +179,29 @@ impl Outbox {
         }
     }
 
-    /// Writes out the queue through the sink's non-waiting methods, as
-    /// `write_queue` would; the caller must be the writer. `true` when done
-    /// (the role is let go or handed on as `write_queue` does), `false` when
-    /// the sink would have to wait: the caller still holds the role, and
-    /// what is left stays queued (in the outbox or the sink) for
-    /// `write_queue`. Saves building a future per write.
-    fn try_write_now(&self) -> bool {
+    /// Writes `first`, then the queue, through the sink's non-waiting
+    /// methods, as `write_queue` would; the caller must be the writer.
+    /// `true` when done (the role is let go or handed on as `write_queue`
+    /// does), `false` when the sink would have to wait: the caller still
+    /// holds the role, and what is left stays queued (in the outbox or the
+    /// sink) for `write_queue`. Saves building a future per write.
+    fn try_write_now(&self, mut first: Option<Frame>) -> bool {
+        let requeue = |first: Option<Frame>| {
+            if let Some(frame) = first {
+                lock(&self.queue).push_front(frame);
+            }
+            false
+        };
         if self.closing.load(Ordering::SeqCst) {
-            return false;
+            return requeue(first);
         }
         loop {
             let mut slot = lock(&self.sink);
             let Some(sink) = slot.as_mut() else {
-                return false;
+                return requeue(first);
             };
             let outcome = loop {
-                let next = lock(&self.queue).pop_front();
+                let next = first.take().or_else(|| lock(&self.queue).pop_front());
                 match next {
                     Some(frame) => match sink.try_feed(frame) {
                         Ok(None) => {}

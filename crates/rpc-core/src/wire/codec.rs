@@ -503,10 +503,14 @@ impl Decoder for FrameCodec {
         let Some(head) = self.decode_head(src)? else {
             return Ok(None);
         };
-        let bytes = src.split_to(head.payload_len()).freeze();
-        let mut at = head.body_len;
-        let body = bytes.slice(..at);
+        let mut bytes = src.split_to(head.payload_len()).freeze();
+        if head.attachment_lens.is_empty() {
+            // The whole payload is the body: no slice to count references.
+            return Ok(Some(head.into_frame(bytes, Vec::new())));
+        }
+        let body = bytes.split_to(head.body_len);
         let mut attachments = Vec::with_capacity(head.attachment_lens.len());
+        let mut at = 0;
         for &len in &head.attachment_lens {
             // The lengths add up to the payload's, checked against the limit.
             attachments.push(bytes.slice(at..at + len));
