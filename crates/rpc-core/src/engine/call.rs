@@ -48,7 +48,8 @@ impl CallOptions {
     }
 
     /// Fails the call with [`Error::Timeout`] after this long, instead of the
-    /// engine's default timeout.
+    /// engine's default timeout. The time counts from the call future's
+    /// first poll.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -167,12 +168,12 @@ impl Rpc {
             shared_name(&LAST_FUNCTION, function),
         );
         let timeout = opts.timeout.unwrap_or_else(|| inner.timeout());
-        let deadline = Instant::now() + timeout;
         let span = tracing::debug_span!("rpc.call", peer = %peer, function = %function, request_id = tracing::field::Empty);
         let (p, f, provider) = (peer.clone(), function.clone(), opts.provider);
         let cancelled = opts.canceller.map(|c| c.token);
         let fut = async move {
             let (body, attachments) = encoded?;
+            let deadline = Instant::now() + timeout;
             let mut frame = Frame::new(FrameKind::Request, 0);
             frame.provider = provider;
             frame.method = Some(f.clone());
@@ -402,6 +403,7 @@ async fn call_raw(
         conn,
         route,
         measure,
+        waited,
     } = resolve(inner, peer, deadline).await?;
     frame.route = route;
     check_size(&conn, &frame)?;
@@ -418,7 +420,13 @@ async fn call_raw(
         tracing::Span::current().record("request_id", id);
     }
     frame.request_id = id;
-    frame.deadline = Some(remaining(deadline, Instant::now()));
+    // The deadline was set a moment ago, unless the call had to wait for a
+    // connection: then the budget is what is left of it.
+    frame.deadline = Some(if waited {
+        remaining(deadline, Instant::now())
+    } else {
+        timeout
+    });
     conn.calls_waiting.fetch_add(1, Ordering::Relaxed);
     let guard = CancelOnDrop {
         inner,

@@ -156,6 +156,8 @@ pub(crate) struct Path {
     pub route: Option<Box<Route>>,
     /// Whether the transport policy chose `conn` and hears the round trip.
     pub measure: bool,
+    /// Whether finding it took a wait (for a connection or a route).
+    pub waited: bool,
 }
 
 /// The connection to send a call for `peer` on, and its routing envelope if
@@ -168,6 +170,7 @@ pub(crate) async fn resolve(inner: &Inner, peer: &str, deadline: Instant) -> Res
             conn,
             route: None,
             measure,
+            waited: false,
         });
     }
     // Boxed: its notifier and timer would otherwise make every call's
@@ -197,6 +200,7 @@ async fn resolve_slow(inner: &Inner, peer: &str, deadline: Instant) -> Result<Pa
                     conn,
                     route,
                     measure: false,
+                    waited: true,
                 });
             }
             Err(Some(reason)) => {
