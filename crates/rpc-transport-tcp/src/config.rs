@@ -55,7 +55,9 @@ pub struct TcpConfig {
     /// one poll in 64 waits, so a connection whose frames come seldom costs
     /// almost no CPU; polls resume as soon as frames come quickly again. An
     /// idle connection never polls. Polling lets other tasks and threads
-    /// run every few microseconds. Default 50 µs; zero never polls.
+    /// run every few microseconds. Each poll is a non-blocking read of the
+    /// socket, which sees bytes as soon as the kernel has them. Default
+    /// 50 µs; zero never polls.
     pub spin: Duration,
 }
 

@@ -32,6 +32,8 @@ pub(crate) const DIRECT_MIN: usize = 64 << 10;
 /// The alignment of those buffers: a cache line, and enough for any
 /// element type (and for SIMD loads).
 pub(crate) const ALIGN: usize = 64;
+/// The most a spinning receive reads from the socket directly at once.
+const SCRATCH_LEN: usize = 16 << 10;
 
 /// The receiving half of a TCP connection.
 pub(crate) struct TcpFrameStream {
@@ -47,6 +49,9 @@ pub(crate) struct TcpFrameStream {
     /// The frame being received, once its head is decoded. Kept here, not
     /// in the `recv` future, so that a dropped `recv` loses nothing.
     partial: Option<Partial>,
+    /// Where a spinning receive reads the socket directly (see
+    /// [`read_now_buf`]); empty when the stream never spins.
+    scratch: Vec<u8>,
 }
 
 /// A frame whose head is decoded and whose payload is arriving.
@@ -192,6 +197,11 @@ impl TcpFrameStream {
             buf: BytesMut::with_capacity(READ_BUF_LEN),
             spinner: Spinner::new(spin),
             partial: None,
+            scratch: if spin.is_zero() {
+                Vec::new()
+            } else {
+                vec![0; SCRATCH_LEN]
+            },
         }
     }
 
@@ -237,7 +247,45 @@ impl TcpFrameStream {
     }
 }
 
-/// Polls the socket with `try_read` as `spinner` allows (see
+/// Reads what the socket holds now into `dst`, without waiting.
+///
+/// Through tokio first, which reads only if its driver saw the socket
+/// become readable; then directly, with a non-blocking read. The driver
+/// looks at the sockets only when its thread has nothing else to run, which
+/// a spinning task puts off: without the direct read, a spin would see new
+/// bytes only every few microseconds. Reading past tokio is safe with its
+/// edge-triggered readiness: bytes that arrive later raise a new edge, and
+/// tokio clears its readiness only after a read of its own found nothing.
+fn read_now(reader: &OwnedReadHalf, dst: &mut [u8]) -> io::Result<usize> {
+    match reader.try_read(dst) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        read => return read,
+    }
+    if dst.is_empty() {
+        // A read into nothing would look like the end of the stream.
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let mut socket: &socket2::Socket = &SockRef::from(reader.as_ref());
+    io::Read::read(&mut socket, dst)
+}
+
+/// [`read_now`] into the read buffer, through `scratch` (bytes are
+/// appended to a `BytesMut` only once they are initialized).
+fn read_now_buf(
+    reader: &OwnedReadHalf,
+    buf: &mut BytesMut,
+    scratch: &mut [u8],
+) -> io::Result<usize> {
+    match reader.try_read_buf(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        read => return read,
+    }
+    let n = read_now(reader, scratch)?;
+    buf.extend_from_slice(&scratch[..n]);
+    Ok(n)
+}
+
+/// Polls the socket with `try_read` (see [`read_now`]) as `spinner` allows (see
 /// [`rpc_core::transport::Spinner`]), so that a frame arriving soon is read
 /// without the thread going to sleep. `None` if nothing arrived, or the
 /// spinner chose not to spin: the caller then sleeps.
@@ -290,8 +338,8 @@ impl FrameStream for TcpFrameStream {
                     if self.buf.capacity() - self.buf.len() < room {
                         self.buf.reserve(more.max(READ_BUF_LEN));
                     }
-                    let buf = &mut self.buf;
-                    match poll_for(&mut self.spinner, || reader.try_read_buf(buf)).await {
+                    let (buf, scratch) = (&mut self.buf, &mut self.scratch[..]);
+                    match poll_for(&mut self.spinner, || read_now_buf(reader, buf, scratch)).await {
                         Some(read) => read,
                         None => {
                             let read = reader.read_buf(&mut self.buf).await;
@@ -305,7 +353,7 @@ impl FrameStream for TcpFrameStream {
                         continue;
                     };
                     let spinner = &mut self.spinner;
-                    let read = match poll_for(spinner, || reader.try_read(direct.unfilled())).await
+                    let read = match poll_for(spinner, || read_now(reader, direct.unfilled())).await
                     {
                         Some(read) => read,
                         None => {
@@ -333,5 +381,47 @@ impl FrameStream for TcpFrameStream {
                 Err(e) => return Err(self.fail(TransportError::io("read", e))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that arrive while the task never yields (so tokio's driver
+    /// never looks at the socket) are still read: by the direct read, once
+    /// tokio's own readiness has been cleared.
+    #[tokio::test(flavor = "current_thread")]
+    async fn read_now_sees_bytes_the_driver_has_not_seen() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (reader, _writer) = accepted.unwrap().0.into_split();
+        let client = client.unwrap();
+        let mut scratch = vec![0; SCRATCH_LEN];
+        let mut buf = BytesMut::new();
+        // Nothing sent yet: both reads find nothing, and tokio forgets the
+        // socket's readiness until its driver looks again.
+        let first = read_now_buf(&reader, &mut buf, &mut scratch);
+        assert_eq!(first.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        // From here on, no await: the driver cannot run.
+        let sent = client.try_write(b"8 bytes!").unwrap();
+        assert_eq!(sent, 8);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let n = loop {
+            match read_now_buf(&reader, &mut buf, &mut scratch) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "never read");
+                    std::hint::spin_loop();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!((n, &buf[..]), (8, &b"8 bytes!"[..]));
+        // An empty destination is no end of stream.
+        let none = read_now(&reader, &mut []);
+        assert_eq!(none.unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }
