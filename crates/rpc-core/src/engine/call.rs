@@ -245,7 +245,7 @@ impl Rpc {
         R: DeserializeOwned + Send + 'static,
     {
         let in_place = tokio::task::try_id().is_none()
-            && *peer != *self.inner.name()
+            && !self.inner.is_named(peer)
             && !self.inner.is_shut()
             && self.inner.pick(peer).is_some();
         if !in_place {
@@ -299,7 +299,7 @@ impl Rpc {
         frame.method = Some(Arc::from(function));
         frame.body = body;
         frame.attachments = attachments;
-        if *peer == *inner.name() {
+        if inner.is_named(peer) {
             let token = inner.shutdown.child_token();
             inner.dispatch(inner.name(), frame, ReplyTo::Nobody, token, None);
             return Ok(());
@@ -393,7 +393,7 @@ async fn call_raw(
     if inner.is_shut() {
         return Err(Error::ShutDown);
     }
-    if *peer == *inner.name() {
+    if inner.is_named(peer) {
         // Boxed: its timer would make every call's future larger.
         return Box::pin(call_local(inner, frame, deadline))
             .await
@@ -409,7 +409,7 @@ async fn call_raw(
     check_size(&conn, &frame)?;
     // Only calls whose transport the policy chose report their round trip.
     let sent = measure.then(|| (Instant::now(), frame.wire_len()));
-    let (tx, mut rx) = oneshot::channel();
+    let (tx, rx) = oneshot::channel();
     let waiter = Waiter::new(tx);
     let outside_task = waiter.outside_task;
     let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, waiter);
@@ -437,16 +437,7 @@ async fn call_raw(
     conn.send_request(frame);
     // No timer of its own: the engine's deadline task fails the call at its
     // deadline (`deadline.rs`).
-    let in_place = if may_wait_in_place(&conn, outside_task) {
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-        wait_in_place(inner, &conn, id, &mut rx, &waker)
-    } else {
-        None
-    };
-    let outcome = match in_place {
-        Some(outcome) => outcome,
-        None => rx.await,
-    };
+    let outcome = answer(inner, &conn, id, rx, outside_task).await;
     std::mem::forget(guard);
     match outcome {
         Ok(Err(Error::Timeout { .. })) => {
@@ -455,7 +446,9 @@ async fn call_raw(
             Err(timed_out())
         }
         Ok(answer) => {
-            if let (Some((at, len)), Ok(frame), Some(policy)) = (sent, &answer, inner.policy()) {
+            if let (Some((at, len)), Ok(frame)) = (sent, &answer)
+                && let Some(policy) = inner.policy()
+            {
                 let bytes = len + frame.wire_len();
                 policy.observe(peer, conn.info.transport, bytes, at.elapsed());
             }
@@ -465,6 +458,26 @@ async fn call_raw(
         // without sending one first.
         Err(_) => Err(Error::ShutDown),
     }
+}
+
+/// The answer to request `id`: received in place if the call may (see
+/// [`wait_in_place`]), else from the reader through `rx`. Apart from
+/// `call_raw` so that little is kept across its awaits: every call's future
+/// is that much smaller to move and to keep.
+async fn answer(
+    inner: &Inner,
+    conn: &ConnHandle,
+    id: u64,
+    mut rx: oneshot::Receiver<Result<Frame, Error>>,
+    outside_task: bool,
+) -> Result<Result<Frame, Error>, oneshot::error::RecvError> {
+    if may_wait_in_place(conn, outside_task) {
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        if let Some(outcome) = wait_in_place(inner, conn, id, &mut rx, &waker) {
+            return outcome;
+        }
+    }
+    rx.await
 }
 
 /// Whether a call may receive its answer in place (see `inbox.rs`): made

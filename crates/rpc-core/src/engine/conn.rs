@@ -460,7 +460,7 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
     if frame
         .route
         .as_ref()
-        .is_some_and(|r| *r.dst != *inner.name())
+        .is_some_and(|r| !inner.is_named(&r.dst))
     {
         super::route::relay(inner, conn, frame, incoming);
         return;

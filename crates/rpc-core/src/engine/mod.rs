@@ -442,6 +442,15 @@ impl Inner {
             .clone()
     }
 
+    /// Whether `name` is this engine's name (without cloning it).
+    pub(crate) fn is_named(&self, name: &str) -> bool {
+        **self
+            .name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == *name
+    }
+
     /// Whether shutdown has begun.
     pub(crate) fn is_shut(&self) -> bool {
         self.shut.load(Ordering::SeqCst)
