@@ -102,10 +102,11 @@ pub(crate) unsafe trait RingMem {
     /// range belongs to the consumer.
     unsafe fn read(&self, at: u64, dst: *mut u8, len: usize);
 
-    /// Loads the data byte at `at` and ignores it: a consumer waiting for
-    /// data calls it beside each look at the producer's position, so that
-    /// the line its next record starts on travels from the producer's cache
-    /// together with the position instead of after it.
+    /// Prefetches the cache line of the data byte at `at`: a consumer
+    /// waiting for data calls it beside each look at the producer's
+    /// position, so that the line its next record starts on travels from
+    /// the producer's cache together with the position instead of after it.
+    /// A hint only: nothing is read.
     fn touch(&self, _at: u64) {}
 }
 

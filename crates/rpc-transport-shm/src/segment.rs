@@ -303,10 +303,16 @@ unsafe impl RingMem for ShmRing {
 
     fn touch(&self, at: u64) {
         let start = (at & (self.capacity - 1)) as usize;
-        // SAFETY: `start < capacity`, inside the mapping. The byte may be
-        // being written by the producer: it is read with a volatile load
-        // (no assumption about its value) and ignored.
-        let _ = unsafe { std::ptr::read_volatile(self.data.as_ptr().add(start)) };
+        // SAFETY: `start < capacity`, so the address lies inside the
+        // mapping. A prefetch is a hint, not a memory access: it neither
+        // faults nor races with the producer's writes.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(self.data.as_ptr().add(start).cast::<i8>());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = start;
     }
 
     unsafe fn read(&self, at: u64, dst: *mut u8, len: usize) {

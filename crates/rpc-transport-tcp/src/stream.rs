@@ -257,20 +257,21 @@ impl TcpFrameStream {
 /// edge-triggered readiness: bytes that arrive later raise a new edge, and
 /// tokio clears its readiness only after a read of its own found nothing.
 fn read_now(reader: &OwnedReadHalf, dst: &mut [u8]) -> io::Result<usize> {
-    match reader.try_read(dst) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        read => return read,
-    }
     if dst.is_empty() {
         // A read into nothing would look like the end of the stream.
         return Err(io::ErrorKind::WouldBlock.into());
+    }
+    match reader.try_read(dst) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        read => return read,
     }
     let mut socket: &socket2::Socket = &SockRef::from(reader.as_ref());
     io::Read::read(&mut socket, dst)
 }
 
 /// [`read_now`] into the read buffer, through `scratch` (bytes are
-/// appended to a `BytesMut` only once they are initialized).
+/// appended to a `BytesMut` only once they are initialized), at most as
+/// many as the buffer has room for.
 fn read_now_buf(
     reader: &OwnedReadHalf,
     buf: &mut BytesMut,
@@ -280,7 +281,8 @@ fn read_now_buf(
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         read => return read,
     }
-    let n = read_now(reader, scratch)?;
+    let room = (buf.capacity() - buf.len()).min(scratch.len());
+    let n = read_now(reader, &mut scratch[..room])?;
     buf.extend_from_slice(&scratch[..n]);
     Ok(n)
 }
@@ -420,8 +422,26 @@ mod tests {
             }
         };
         assert_eq!((n, &buf[..]), (8, &b"8 bytes!"[..]));
-        // An empty destination is no end of stream.
-        let none = read_now(&reader, &mut []);
-        assert_eq!(none.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    }
+
+    /// An empty destination is no end of stream, also while tokio knows the
+    /// socket is readable.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_empty_destination_is_no_end_of_stream() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (reader, _writer) = accepted.unwrap().0.into_split();
+        client.unwrap().try_write(b"x").unwrap();
+        reader.readable().await.unwrap();
+        let got = read_now(&reader, &mut []);
+        assert_eq!(
+            got.unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "a false end"
+        );
+        let mut one = [0u8; 1];
+        assert_eq!(read_now(&reader, &mut one).unwrap(), 1);
     }
 }

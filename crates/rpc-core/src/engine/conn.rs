@@ -326,6 +326,7 @@ async fn read_loop(
     conn: &Arc<ConnHandle>,
     incoming: &IncomingTable,
 ) -> ReadEnd {
+    let eager = conn.inbox.is_live();
     let mut source = match conn.inbox.take_unless_drivable() {
         Some(stream) => Source::Own(stream),
         None => Source::Inbox(&conn.inbox),
@@ -348,12 +349,11 @@ async fn read_loop(
         };
         // Every frame that has already arrived is handled before anything
         // is written: answers given inline go out together, in one write
-        // when the batch holds several requests. Over memory (a stream the
-        // inbox shares), where a write is a copy and a store rather than a
-        // system call, the first answer goes out at once instead: a lone
-        // request's answer then waits for nothing, and the rest of a batch
-        // still goes out together.
-        let eager = matches!(source, Source::Inbox(_));
+        // when the batch holds several requests. Over memory (a stream whose
+        // `try_recv` sees the peer's frames by itself), where a write is a
+        // copy and a store rather than a system call, the first answer goes
+        // out at once instead: a lone request's answer then waits for
+        // nothing, and the rest of a batch still goes out together.
         let mut writer = !eager && conn.outbox.try_become_writer();
         let mut answered = false;
         let mut end = on_frame(inner, conn, frame, incoming, &mut answered);

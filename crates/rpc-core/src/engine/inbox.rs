@@ -65,6 +65,9 @@ pub(crate) struct Inbox {
     state: Mutex<State>,
     /// Whether callers may receive in place (see the module docs).
     drivable: bool,
+    /// Whether the stream's `try_recv` sees the peer's frames by itself
+    /// ([`FrameStream::try_recv_is_live`]): a memory transport.
+    live: bool,
     /// Spins in place that got the caller its answer.
     hits: AtomicU64,
 }
@@ -105,7 +108,8 @@ enum Look {
 impl Inbox {
     /// The inbox of `stream`; callers spin in place up to `caller_spin`.
     pub(crate) fn new(stream: Box<dyn FrameStream>, caller_spin: Duration) -> Self {
-        let drivable = stream.try_recv_is_live() && !caller_spin.is_zero();
+        let live = stream.try_recv_is_live();
+        let drivable = live && !caller_spin.is_zero();
         Self {
             state: Mutex::new(State {
                 stream: Some(stream),
@@ -118,6 +122,7 @@ impl Inbox {
                 caller_spinning: false,
             }),
             drivable,
+            live,
             hits: AtomicU64::new(0),
         }
     }
@@ -131,6 +136,13 @@ impl Inbox {
             return None;
         }
         lock(&self.state).stream.take()
+    }
+
+    /// Whether the stream's `try_recv` sees the peer's frames by itself
+    /// (shared memory, the in-process transport), whether or not callers
+    /// may receive in place.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live
     }
 
     /// How many callers got their answer while spinning in place.
