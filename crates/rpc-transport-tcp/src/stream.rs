@@ -390,19 +390,24 @@ impl FrameStream for TcpFrameStream {
 mod tests {
     use super::*;
 
+    /// A loopback connection: the client's stream and the accepted side's
+    /// read half.
+    async fn connected() -> (tokio::net::TcpStream, OwnedReadHalf) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), accepted.unwrap().0.into_split().0)
+    }
+
     /// Bytes that arrive while the task never yields (so tokio's driver
     /// never looks at the socket) are still read: by the direct read, once
     /// tokio's own readiness has been cleared.
     #[tokio::test(flavor = "current_thread")]
     async fn read_now_sees_bytes_the_driver_has_not_seen() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let (reader, _writer) = accepted.unwrap().0.into_split();
-        let client = client.unwrap();
+        let (client, reader) = connected().await;
         let mut scratch = vec![0; SCRATCH_LEN];
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(MIN_READ_ROOM);
         // Nothing sent yet: both reads find nothing, and tokio forgets the
         // socket's readiness until its driver looks again.
         let first = read_now_buf(&reader, &mut buf, &mut scratch);
@@ -428,12 +433,8 @@ mod tests {
     /// socket is readable.
     #[tokio::test(flavor = "current_thread")]
     async fn an_empty_destination_is_no_end_of_stream() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) =
-            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
-        let (reader, _writer) = accepted.unwrap().0.into_split();
-        client.unwrap().try_write(b"x").unwrap();
+        let (client, reader) = connected().await;
+        client.try_write(b"x").unwrap();
         reader.readable().await.unwrap();
         let got = read_now(&reader, &mut []);
         assert_eq!(
