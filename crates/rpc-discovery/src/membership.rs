@@ -493,9 +493,17 @@ impl Driver {
                     .await
                 {
                     Ok(Some(record)) => {
+                        let stale = record.id != id;
                         let _ = tx.send(Event::Learnt(record));
+                        if stale {
+                            // The member has not rebuilt its record for this
+                            // identity yet (it does on its next refresh):
+                            // asking again at once would spin, and forever
+                            // under paused time, which then never advances.
+                            tokio::time::sleep(retry_after).await;
+                        }
                     }
-                    Ok(None) => {}
+                    Ok(None) => tokio::time::sleep(retry_after).await,
                     Err(e) => {
                         tracing::debug!(member = %id.name, "record not fetched: {e}");
                         tokio::time::sleep(retry_after).await;
