@@ -257,21 +257,30 @@ impl TcpFrameStream {
 /// edge-triggered readiness: bytes that arrive later raise a new edge, and
 /// tokio clears its readiness only after a read of its own found nothing.
 fn read_now(reader: &OwnedReadHalf, dst: &mut [u8]) -> io::Result<usize> {
-    if dst.is_empty() {
-        // A read into nothing would look like the end of the stream.
-        return Err(io::ErrorKind::WouldBlock.into());
+    // An empty `dst` skips tokio, whose read into nothing would look like
+    // the end of the stream.
+    if !dst.is_empty() {
+        match reader.try_read(dst) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            read => return read,
+        }
     }
-    match reader.try_read(dst) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-        read => return read,
+    read_direct(reader, dst)
+}
+
+/// The direct half of [`read_now`]: a non-blocking read of the socket
+/// itself, past tokio's readiness. `WouldBlock` for an empty `dst`.
+fn read_direct(reader: &OwnedReadHalf, dst: &mut [u8]) -> io::Result<usize> {
+    if dst.is_empty() {
+        return Err(io::ErrorKind::WouldBlock.into());
     }
     let mut socket: &socket2::Socket = &SockRef::from(reader.as_ref());
     io::Read::read(&mut socket, dst)
 }
 
-/// [`read_now`] into the read buffer, through `scratch` (bytes are
-/// appended to a `BytesMut` only once they are initialized), at most as
-/// many as the buffer has room for.
+/// [`read_now`] into the read buffer: through tokio's `try_read_buf`, then
+/// directly through `scratch` (bytes are appended to a `BytesMut` only once
+/// they are initialized), at most as many as the buffer has room for.
 fn read_now_buf(
     reader: &OwnedReadHalf,
     buf: &mut BytesMut,
@@ -282,13 +291,13 @@ fn read_now_buf(
         read => return read,
     }
     let room = (buf.capacity() - buf.len()).min(scratch.len());
-    let n = read_now(reader, &mut scratch[..room])?;
+    let n = read_direct(reader, &mut scratch[..room])?;
     buf.extend_from_slice(&scratch[..n]);
     Ok(n)
 }
 
-/// Polls the socket with `try_read` (see [`read_now`]) as `spinner` allows (see
-/// [`rpc_core::transport::Spinner`]), so that a frame arriving soon is read
+/// Polls the socket with `try_read` (see [`read_now`]) as `spinner` allows
+/// (see [`rpc_core::transport::Spinner`]), so that a frame arriving soon is read
 /// without the thread going to sleep. `None` if nothing arrived, or the
 /// spinner chose not to spin: the caller then sleeps.
 async fn poll_for(
