@@ -430,8 +430,10 @@ async fn callback_and_blocking_call_forms() {
     assert_eq!(blocking.await.unwrap().unwrap(), 100);
 }
 
-#[test]
-fn works_from_plain_threads_without_a_runtime() {
+/// A server `server` listening on `mem://server` with `inc` (i64 + 1), a
+/// client on the same network (not connected yet), and a runtime of their
+/// own that the caller's thread is not in.
+fn inc_server_and_client() -> (Rpc, Rpc, tokio::runtime::Runtime) {
     let net = MemNetwork::new();
     let server = Rpc::new();
     server.set_name("server").unwrap();
@@ -443,12 +445,55 @@ fn works_from_plain_threads_without_a_runtime() {
     client.add_transport(net.transport());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(server.listen("mem://server")).unwrap();
+    (server, client, rt)
+}
+
+#[test]
+fn works_from_plain_threads_without_a_runtime() {
+    let (_server, client, _rt) = inc_server_and_client();
     client.connect("mem://server").unwrap();
     assert_eq!(
         client
             .call_blocking::<i64>("server", "inc", &41i64)
             .unwrap(),
         42
+    );
+}
+
+/// Blocking calls take turns over a peer's connections as other calls do:
+/// choosing where a blocking call runs takes no turn of the rotation.
+#[test]
+fn blocking_calls_rotate_over_connections() {
+    let (_server, client, rt) = inc_server_and_client();
+    rt.block_on(async {
+        for _ in 0..2 {
+            let up = client
+                .connect("mem://server")
+                .unwrap()
+                .established(LONG)
+                .await;
+            assert_eq!(up.unwrap(), "server");
+        }
+    });
+    let sent = |client: &Rpc| -> Vec<u64> {
+        let info = client.debug_info();
+        let peer = info.peers.iter().find(|p| p.name == "server").unwrap();
+        peer.connections.iter().map(|c| c.frames_sent).collect()
+    };
+    let before = sent(&client);
+    assert_eq!(before.len(), 2, "two connections to the server");
+    for i in 0..20i64 {
+        assert_eq!(
+            client.call_blocking::<i64>("server", "inc", &i).unwrap(),
+            i + 1
+        );
+    }
+    let after = sent(&client);
+    let carried: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        carried,
+        [10, 10],
+        "each connection carries every other call"
     );
 }
 

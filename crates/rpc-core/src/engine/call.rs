@@ -247,7 +247,7 @@ impl Rpc {
         let in_place = tokio::task::try_id().is_none()
             && !self.inner.is_named(peer)
             && !self.inner.is_shut()
-            && self.inner.pick(peer).is_some();
+            && self.inner.can_pick(peer);
         if !in_place {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             self.call_callback(peer, function, args, move |answer| {

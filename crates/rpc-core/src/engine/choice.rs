@@ -126,4 +126,10 @@ impl Inner {
     pub(crate) fn pick(&self, peer: &str) -> Option<(Arc<ConnHandle>, bool)> {
         self.peers.pick_with(peer, &self.choice())
     }
+
+    /// Whether [`pick`](Self::pick) would find a connection to `peer` now,
+    /// without taking a turn of its rotation.
+    pub(crate) fn can_pick(&self, peer: &str) -> bool {
+        self.peers.has_usable(peer, &self.choice())
+    }
 }

@@ -106,6 +106,16 @@ impl Peers {
         }
     }
 
+    /// Whether [`pick_with`](Self::pick_with) would find a connection to
+    /// `name` allowed by `choice`; takes no turn of the rotation.
+    pub(crate) fn has_usable(&self, name: &str, choice: &super::choice::Choice) -> bool {
+        lock(&self.inner).by_name.get(name).is_some_and(|e| {
+            e.conns
+                .iter()
+                .any(|c| !c.is_closed() && choice.allows(c.info.transport))
+        })
+    }
+
     /// Whether `name` has a live host-local connection.
     pub(crate) fn has_local(&self, name: &str) -> bool {
         lock(&self.inner)
