@@ -181,6 +181,11 @@ impl Decoder {
             return Ok(None);
         }
         self.pending = None;
+        if prefix.descs == 0 {
+            // Everything is inline: the frame is the rest of the record.
+            buf.advance(PREFIX_LEN);
+            return self.decode_frame(buf, prefix.frame_len).map(Some);
+        }
         let mut descs = &buf[PREFIX_LEN..PREFIX_LEN + DESC_LEN * prefix.descs];
         let mut placed = Vec::with_capacity(prefix.descs);
         let mut arena_len = 0u64;
@@ -201,17 +206,7 @@ impl Decoder {
             });
         }
         buf.advance(PREFIX_LEN + DESC_LEN * prefix.descs);
-        // The codec decodes from the front of `buf`, which holds the whole
-        // frame; it must take exactly the frame's bytes.
-        let before = buf.len();
-        let mut frame = self
-            .codec
-            .decode(buf)?
-            .ok_or(ShmError::Record("the frame is longer than its record says"))?;
-        let taken = (before - buf.len()) as u64;
-        if taken != prefix.frame_len {
-            return Err(ShmError::Record("the frame's length does not match its record").into());
-        }
+        let mut frame = self.decode_frame(buf, prefix.frame_len)?;
         for (index, data) in placed {
             let slot = if index == BODY as usize {
                 Some(&mut frame.body)
@@ -228,6 +223,26 @@ impl Decoder {
             }
         }
         Ok(Some(frame))
+    }
+
+    /// Decodes the frame at the front of `buf`, which holds all of its
+    /// `frame_len` bytes; the codec must take exactly those.
+    #[inline(always)]
+    fn decode_frame(
+        &mut self,
+        buf: &mut BytesMut,
+        frame_len: u64,
+    ) -> Result<Frame, TransportError> {
+        let before = buf.len();
+        let frame = self
+            .codec
+            .decode(buf)?
+            .ok_or(ShmError::Record("the frame is longer than its record says"))?;
+        let taken = (before - buf.len()) as u64;
+        if taken != frame_len {
+            return Err(ShmError::Record("the frame's length does not match its record").into());
+        }
+        Ok(frame)
     }
 }
 

@@ -260,9 +260,12 @@ impl FrameCodec {
 
     /// Checks the frame at the front of `src` as far as it has arrived, and
     /// returns its header and total size once the attachment table is there.
+    #[inline(always)]
     fn size_frame(&self, src: &mut BytesMut) -> Result<Option<Pending>, TransportError> {
-        check_prefix(&src[..])?;
-        let Some(fixed) = src.get(..HEADER_LEN) else {
+        let Some(fixed) = src.first_chunk::<HEADER_LEN>() else {
+            // What has arrived of the fixed header is checked at once, so
+            // that garbage is refused before a whole header is waited for.
+            check_prefix(&src[..])?;
             return Ok(None);
         };
         let head = Head::parse(fixed)?;
@@ -335,6 +338,14 @@ impl FrameCodec {
                 None => return Ok(None),
             },
         };
+        self.take_head(head, src).map(Some)
+    }
+
+    /// Consumes the head of a frame that [`size_frame`](Self::size_frame)
+    /// sized: checks the names, interns an announced method and reads the
+    /// attachment length table.
+    #[inline(always)]
+    fn take_head(&mut self, head: Head, src: &mut BytesMut) -> Result<FrameHead, TransportError> {
         // `size_frame` found the names and the table in `src`. Check the
         // names before consuming anything.
         let method_end = HEADER_LEN + head.method_len;
@@ -351,14 +362,18 @@ impl FrameCodec {
             None
         };
         let table_end = names_end + 8 * head.count;
-        let mut table = &src[names_end..table_end];
-        // The sum of these lengths was checked to fit in `total`, a usize,
-        // so the casts are lossless.
-        let attachment_lens = (0..head.count)
-            .map(|_| table.get_u64_le() as usize)
-            .collect();
+        let attachment_lens = if head.count == 0 {
+            Vec::new()
+        } else {
+            // The sum of these lengths was checked to fit in `total`, a
+            // usize, so the casts are lossless.
+            src[names_end..table_end]
+                .chunks_exact(8)
+                .map(|mut e| e.get_u64_le() as usize)
+                .collect()
+        };
         src.advance(table_end);
-        Ok(Some(FrameHead {
+        Ok(FrameHead {
             kind: head.kind,
             request_id: head.request_id,
             provider: head.provider,
@@ -369,7 +384,7 @@ impl FrameCodec {
             head_len: table_end,
             body_len: head.body_len as usize,
             attachment_lens,
-        }))
+        })
     }
 
     fn check_len(&self, len: u64) -> Result<(), TransportError> {
@@ -415,33 +430,40 @@ impl FrameCodec {
 impl Head {
     /// Parses and checks the fixed header; `b` holds at least
     /// [`HEADER_LEN`] bytes.
-    fn parse(mut b: &[u8]) -> Result<Self, CodecError> {
-        let magic = b.get_u16_le();
+    #[inline(always)]
+    fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, CodecError> {
+        // Fixed offsets into a fixed-size array: no bounds checks at run time.
+        fn le<const N: usize>(b: &[u8; HEADER_LEN], at: usize) -> [u8; N] {
+            let mut a = [0; N];
+            a.copy_from_slice(&b[at..at + N]);
+            a
+        }
+        let magic = u16::from_le_bytes(le(b, 0));
         if magic != MAGIC {
             return Err(CodecError::BadMagic(magic));
         }
-        let version = b.get_u8();
+        let version = b[2];
         if version != VERSION {
             return Err(CodecError::UnsupportedVersion(version));
         }
-        let kind_byte = b.get_u8();
+        let kind_byte = b[3];
         let kind = FrameKind::from_u8(kind_byte).ok_or(CodecError::UnknownKind(kind_byte))?;
-        let flags = b.get_u8();
+        let flags = b[4];
         let head = Self {
             kind,
             flags,
-            hops_left: b.get_u8(),
-            provider: b.get_u16_le(),
-            request_id: b.get_u64_le(),
-            method_id: b.get_u32_le(),
-            body_len: b.get_u32_le(),
-            deadline_us: b.get_u64_le(),
-            count: usize::from(b.get_u16_le()),
-            method_len: usize::from(b.get_u8()),
-            src_len: usize::from(b.get_u8()),
-            dst_len: usize::from(b.get_u8()),
+            hops_left: b[5],
+            provider: u16::from_le_bytes(le(b, 6)),
+            request_id: u64::from_le_bytes(le(b, 8)),
+            method_id: u32::from_le_bytes(le(b, 16)),
+            body_len: u32::from_le_bytes(le(b, 20)),
+            deadline_us: u64::from_le_bytes(le(b, 24)),
+            count: usize::from(u16::from_le_bytes(le(b, 32))),
+            method_len: usize::from(b[34]),
+            src_len: usize::from(b[35]),
+            dst_len: usize::from(b[36]),
         };
-        let reserved = [b.get_u8(), b.get_u8(), b.get_u8()];
+        let reserved = [b[37], b[38], b[39]];
 
         // Unknown bits, reserved bytes, and fields that their flag says are
         // absent must all be zero.
@@ -482,27 +504,22 @@ impl Decoder for FrameCodec {
     type Item = Frame;
     type Error = TransportError;
 
+    #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, TransportError> {
-        let total = match self.pending {
-            Some(p) => p.total,
+        let pending = match self.pending.take() {
+            Some(p) => p,
             None => match self.size_frame(src)? {
-                Some(p) => {
-                    self.pending = Some(p);
-                    p.total
-                }
+                Some(p) => p,
                 None => return Ok(None),
             },
         };
-        if src.len() < total {
+        if src.len() < pending.total {
             // The frame is within the limit, so room for it may be made now.
-            src.reserve(total - src.len());
+            src.reserve(pending.total - src.len());
+            self.pending = Some(pending);
             return Ok(None);
         }
-        // The head is sized (`pending` is set), so this never needs more
-        // bytes; `None` cannot come back.
-        let Some(head) = self.decode_head(src)? else {
-            return Ok(None);
-        };
+        let head = self.take_head(pending.head, src)?;
         let mut bytes = src.split_to(head.payload_len()).freeze();
         if head.attachment_lens.is_empty() {
             // The whole payload is the body: no slice to count references.

@@ -154,6 +154,7 @@ pub struct Frame {
 
 impl Frame {
     /// A frame of the given kind and request id with an empty body.
+    #[inline]
     pub fn new(kind: FrameKind, request_id: u64) -> Self {
         Self {
             kind,
@@ -169,6 +170,7 @@ impl Frame {
 
     /// The size of this frame on the wire when its method travels by name,
     /// which is the most it can take.
+    #[inline]
     pub fn wire_len(&self) -> u64 {
         let names = self.method.as_ref().map_or(0, |m| m.len())
             + self.route.as_ref().map_or(0, |r| r.src.len() + r.dst.len());
@@ -177,6 +179,7 @@ impl Frame {
     }
 
     /// The number of payload bytes: body plus attachments.
+    #[inline]
     pub fn payload_len(&self) -> u64 {
         self.body.len() as u64 + self.attachments.iter().map(|a| a.len() as u64).sum::<u64>()
     }
@@ -224,6 +227,7 @@ impl FrameHead {
     }
 
     /// The number of bytes after the head: body plus attachments.
+    #[inline]
     pub fn payload_len(&self) -> usize {
         self.body_len + self.attachment_lens.iter().sum::<usize>()
     }
@@ -231,6 +235,7 @@ impl FrameHead {
     /// The frame, with its body and attachments as read by the caller. The
     /// buffers should have the lengths the head announced; they are taken
     /// as given.
+    #[inline]
     pub fn into_frame(self, body: Bytes, attachments: Vec<Bytes>) -> Frame {
         Frame {
             kind: self.kind,
