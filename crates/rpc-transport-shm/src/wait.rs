@@ -19,7 +19,7 @@ use crate::error::ShmError;
 /// times it found work, which tests expect to be zero.
 pub(crate) const BACKSTOP: Duration = Duration::from_secs(1);
 /// Looks at the ring per round while spinning.
-pub(crate) const LOOKS_PER_YIELD: u32 = 4;
+pub(crate) const LOOKS_PER_YIELD: u32 = 16;
 
 /// A new eventfd, non-blocking and close-on-exec.
 pub(crate) fn eventfd() -> Result<OwnedFd, ShmError> {

@@ -355,7 +355,7 @@ async fn read_loop(
         // out at once instead: a lone request's answer then waits for
         // nothing, and the rest of a batch still goes out together.
         let mut writer = !eager && conn.outbox.try_become_writer();
-        let mut answered = false;
+        let mut answered = Answered::default();
         let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
         let mut handled = 1;
         while end.is_none() && handled < MAX_BATCH {
@@ -396,27 +396,40 @@ async fn read_loop(
                 ReadEnd::Closed
             };
         }
-        if answered || handled >= MAX_BATCH {
+        if answered.outside_task || handled >= MAX_BATCH {
             // Let the callers just answered from outside any task run before
             // this task looks for more: a current-thread runtime polls its
             // `block_on` future only once no task is ready, which a
             // transport that spins would put off (see
-            // `rpc_core::transport::spin_until`). Callers in tasks are in
-            // the run queue already, ahead of this one. After a long batch,
-            // the other tasks of this thread get their turn.
+            // `rpc_core::transport::spin_until`). After a long batch, the
+            // other tasks of this thread get their turn.
             tokio::task::yield_now().await;
+        } else if answered.task {
+            // Callers in tasks are in the run queue: go behind them, without
+            // the driver poll `yield_now` waits for, rather than make them
+            // wait for a round of the transport's spin.
+            crate::transport::requeue().await;
         }
     }
 }
 
-/// Handles one frame; `Some` if the connection ends. Sets `answered` when
-/// the frame answered one of our calls made outside any task.
+/// Which callers a batch of frames answered.
+#[derive(Default)]
+struct Answered {
+    /// A call made outside any task (in `block_on`, or a plain thread's).
+    outside_task: bool,
+    /// A call made in a task.
+    task: bool,
+}
+
+/// Handles one frame; `Some` if the connection ends. Notes in `answered`
+/// whom the frame answered.
 fn on_frame(
     inner: &Arc<Inner>,
     conn: &Arc<ConnHandle>,
     frame: Frame,
     incoming: &IncomingTable,
-    answered: &mut bool,
+    answered: &mut Answered,
 ) -> Option<ReadEnd> {
     match frame.kind {
         FrameKind::Request | FrameKind::OneWay => {
@@ -425,7 +438,11 @@ fn on_frame(
         }
         FrameKind::Response | FrameKind::Error => {
             if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
-                *answered |= waiter.outside_task;
+                if waiter.outside_task {
+                    answered.outside_task = true;
+                } else {
+                    answered.task = true;
+                }
                 let _ = waiter.send(Ok(frame));
             }
             None

@@ -66,6 +66,7 @@ use async_trait::async_trait;
 
 pub use address::Address;
 pub use mem::{MemNetwork, MemTransport};
+pub(crate) use spin::requeue;
 pub use spin::{MAX_SKIPPED, RESUME_AFTER_SLEEPS_UNDER, Spinner, YIELD_EVERY, spin_until};
 
 use crate::error::TransportError;

@@ -99,7 +99,7 @@ pub async fn spin_until<T>(
 
 /// Yields by waking itself: the task goes to the back of the run queue,
 /// without the driver poll that `tokio::task::yield_now` waits for.
-async fn requeue() {
+pub(crate) async fn requeue() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {
