@@ -27,6 +27,7 @@
 //!
 //! - `record`: [`PeerRecord`], [`NodeId`], [`GroupTag`].
 //! - `membership`: the foca driver task, record broadcasts, the router.
+//! - `rejoin`: when and to whom a disconnected foca announces itself (pure).
 //! - `routing`: [`RouteTable`], link-state shortest paths (pure).
 //! - `node`: [`Node`], joining, members, `call_any`.
 //! - `group`: [`Group`] and the coordinator of collectives.
@@ -46,6 +47,7 @@ mod mpreg;
 mod node;
 pub mod plan;
 mod record;
+mod rejoin;
 mod routing;
 
 pub use error::DiscoveryError;

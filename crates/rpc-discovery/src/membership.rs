@@ -25,9 +25,11 @@ use rand_foca::SeedableRng;
 use rand_foca::rngs::StdRng;
 use rpc_core::{CallOptions, Router, Rpc};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{NodeId, PeerRecord};
+use crate::rejoin::Rejoin;
 use crate::routing::RouteTable;
 
 /// The one-way function SWIM packets are sent to.
@@ -301,6 +303,14 @@ impl RecordSource {
     }
 }
 
+/// Waits until `due`, or forever without one.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The membership driver: owns foca, runs until the cancel fires.
 pub(crate) struct Driver {
     pub rpc: Rpc,
@@ -331,6 +341,9 @@ impl Driver {
             },
         );
         let mut rt = AccumulatingRuntime::new();
+        // Paced like foca's own announces to down members, which it makes
+        // only while connected.
+        let mut rejoin = Rejoin::new(self.config.probe_period, self.config.announce_down_period);
         let mut dialed: HashSet<(String, u64, String)> = HashSet::new();
         let mut fetching: HashSet<NodeId> = HashSet::new();
         // The view generation the routes and dials were last computed from.
@@ -358,7 +371,8 @@ impl Driver {
                         }
                         Event::Joined { seed, records } => {
                             self.learn(records);
-                            let _ = foca.announce(seed, &mut rt);
+                            let _ = foca.announce(seed.clone(), &mut rt);
+                            rejoin.joined(seed, Instant::now());
                         }
                         Event::Learnt(record) => self.learn(vec![record]),
                         Event::Refresh => self.refresh(&mut foca, &mut version),
@@ -367,7 +381,7 @@ impl Driver {
                         }
                         Event::Leave(done) => {
                             let _ = foca.leave_cluster(&mut rt);
-                            self.drain(&mut foca, &mut rt);
+                            self.drain(&mut foca, &mut rt, &mut rejoin);
                             let _ = done.send(());
                             return;
                         }
@@ -380,8 +394,9 @@ impl Driver {
                     self.shared.bump();
                 }
                 _ = tick.tick() => self.refresh(&mut foca, &mut version),
+                () = until(rejoin.due()) => self.announce_while_disconnected(&mut foca, &mut rt, &mut rejoin),
             }
-            self.drain(&mut foca, &mut rt);
+            self.drain(&mut foca, &mut rt, &mut rejoin);
             self.fetch_missing(&mut fetching);
             // Routes and dials depend only on the view (records, members,
             // our links), whose every change bumps the generation: most
@@ -398,7 +413,12 @@ impl Driver {
     }
 
     /// Carries out what foca asked for.
-    fn drain(&self, foca: &mut SwimFoca, rt: &mut AccumulatingRuntime<NodeId>) {
+    fn drain(
+        &self,
+        foca: &mut SwimFoca,
+        rt: &mut AccumulatingRuntime<NodeId>,
+        rejoin: &mut Rejoin,
+    ) {
         loop {
             let mut progressed = false;
             while let Some((to, data)) = rt.to_send() {
@@ -425,7 +445,7 @@ impl Driver {
             }
             while let Some(n) = rt.to_notify() {
                 progressed = true;
-                self.on_notification(foca, n);
+                self.on_notification(foca, n, rejoin);
             }
             if !progressed {
                 break;
@@ -433,9 +453,44 @@ impl Driver {
         }
     }
 
-    fn on_notification(&self, foca: &mut SwimFoca, n: OwnedNotification<NodeId>) {
+    /// Announces us to the members [`Rejoin`] picks while foca is
+    /// disconnected: their answers reach our current identity.
+    fn announce_while_disconnected(
+        &self,
+        foca: &mut SwimFoca,
+        rt: &mut AccumulatingRuntime<NodeId>,
+        rejoin: &mut Rejoin,
+    ) {
+        for id in rejoin.round(foca.iter_membership_state(), Instant::now()) {
+            tracing::debug!(me = %foca.identity().name, to = %id.name, "announcing while disconnected");
+            if let Err(e) = foca.announce(id, &mut *rt) {
+                tracing::debug!("announce not sent: {e}");
+            }
+        }
+    }
+
+    fn on_notification(
+        &self,
+        foca: &mut SwimFoca,
+        n: OwnedNotification<NodeId>,
+        rejoin: &mut Rejoin,
+    ) {
         let mut view = self.shared.view();
         match n {
+            OwnedNotification::Active => {
+                rejoin.connected();
+                return;
+            }
+            OwnedNotification::Defunct => {
+                rejoin.defunct();
+                return;
+            }
+            OwnedNotification::Idle => {
+                // Every member is down, so foca runs no timer (not even its
+                // announces to down members) until someone reaches it.
+                rejoin.disconnected(Instant::now());
+                return;
+            }
             OwnedNotification::MemberUp(id) => {
                 tracing::debug!(me = %foca.identity().name, member = %id.name, "member up");
                 view.down.remove(&id.name);
@@ -454,6 +509,9 @@ impl Driver {
                 }
             }
             OwnedNotification::Rejoin(id) => {
+                // Foca renewed its identity and waits, disconnected and with
+                // no timer running, for a packet addressed to the new one.
+                rejoin.disconnected(Instant::now());
                 if let Some(mine) = view.mine.as_mut() {
                     mine.id = id;
                 }
@@ -462,7 +520,6 @@ impl Driver {
                 self.shared.bump();
                 return;
             }
-            _ => return,
         }
         drop(view);
         self.shared.bump();

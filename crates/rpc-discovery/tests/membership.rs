@@ -71,6 +71,19 @@ async fn a_partition_heals() {
     sim.converge(&all, &all).await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn two_nodes_that_declared_each_other_dead_merge_again() {
+    // Each side loses its only member, so neither has anyone left to run
+    // SWIM's timers with: the merge must not wait for the other to speak.
+    let sim = Sim::start(2).await;
+    sim.converge(&[0, 1], &[0, 1]).await;
+    sim.net.cut("n0", "n1");
+    sim.declared_dead(&[0], 1).await;
+    sim.declared_dead(&[1], 0).await;
+    sim.net.heal_all();
+    sim.converge(&[0, 1], &[0, 1]).await;
+}
+
 /// a - b - c - d, with b - e - c as a detour.
 async fn chain() -> (MemNetwork, Vec<rpc_discovery::Node>) {
     let net = MemNetwork::new();
