@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::conn::ConnHandle;
 use super::control::WireError;
-use super::handler::{ReplyTo, lock};
+use super::handler::{CallToken, ReplyTo, lock};
 use super::route::{Path, resolve};
 use super::{Inner, Rpc, Waiter};
 use crate::body;
@@ -300,7 +300,7 @@ impl Rpc {
         frame.body = body;
         frame.attachments = attachments;
         if inner.is_named(peer) {
-            let token = inner.shutdown.child_token();
+            let token = CallToken::with(inner.shutdown.child_token());
             inner.dispatch(inner.name(), frame, ReplyTo::Nobody, token, None);
             return Ok(());
         }
@@ -566,7 +566,13 @@ async fn call_local(
     frame.deadline = Some(remaining(deadline, Instant::now()));
     // Local calls also travel as bytes: the callee gets its own copy of the
     // arguments, exactly as a remote one would.
-    inner.dispatch(inner.name(), frame, ReplyTo::Local(tx), token, None);
+    inner.dispatch(
+        inner.name(),
+        frame,
+        ReplyTo::Local(tx),
+        CallToken::with(token),
+        None,
+    );
     match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(answer)) => Some(answer),
         Ok(Err(_)) => Some(Err(Error::ShutDown)),

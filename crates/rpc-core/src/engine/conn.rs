@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::control::{Control, ENGINE_PROTOCOL, Hello, Reject, SHUTDOWN_METHOD};
-use super::handler::{CallContext, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock};
+use super::handler::{
+    CallContext, CallToken, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock,
+};
 use super::inbox::{Inbox, Received};
 use super::outbox::{Outbox, flush_point};
 use super::signal::Signal;
@@ -492,9 +493,9 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
     // the connection's end reach it) only if its handler does not finish
     // inline; one-way calls follow the engine's shutdown.
     let (token, tracked) = if frame.kind == FrameKind::Request {
-        (CancellationToken::new(), Some(incoming.clone()))
+        (CallToken::default(), Some(incoming.clone()))
     } else {
-        (inner.shutdown.child_token(), None)
+        (CallToken::with(inner.shutdown.child_token()), None)
     };
     inner.dispatch(peer, frame, reply, token, tracked);
 }
@@ -599,7 +600,7 @@ pub(crate) fn incoming_call(
     peer: Arc<str>,
     frame: Frame,
     reply: ReplyTo,
-    token: CancellationToken,
+    token: CallToken,
     tracked: Option<IncomingTable>,
     counters: Arc<super::handler::Counters>,
     deadline_cap: Duration,

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -78,7 +78,7 @@ pub struct CallContext {
     pub(crate) provider: u16,
     pub(crate) request_id: u64,
     pub(crate) deadline: Option<Instant>,
-    pub(crate) token: CancellationToken,
+    pub(crate) token: CallToken,
 }
 
 impl CallContext {
@@ -116,7 +116,32 @@ impl CallContext {
     /// Resolves when the call is cancelled. Handlers that run long select on
     /// it to stop early.
     pub fn cancelled(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.token.clone().cancelled_owned()
+        self.token.get().clone().cancelled_owned()
+    }
+}
+
+/// A call's cancellation token, shared by its context, its responder and
+/// the connection's table of calls in progress, and made only when one of
+/// them needs it: most calls finish inline without anyone asking, and a
+/// `CancellationToken` costs an allocation and a lock for every clone and
+/// drop.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CallToken(Arc<OnceLock<CancellationToken>>);
+
+impl CallToken {
+    /// A call token that is `token` from the start.
+    pub(crate) fn with(token: CancellationToken) -> Self {
+        Self(Arc::new(OnceLock::from(token)))
+    }
+
+    /// The token, made now if nobody needed it yet.
+    pub(crate) fn get(&self) -> &CancellationToken {
+        self.0.get_or_init(CancellationToken::new)
+    }
+
+    /// Whether the call was cancelled; makes no token.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.get().is_some_and(CancellationToken::is_cancelled)
     }
 }
 
@@ -149,7 +174,7 @@ pub(crate) struct RawResponder {
     reply: Option<ReplyTo>,
     request_id: u64,
     counters: Arc<Counters>,
-    token: CancellationToken,
+    token: CallToken,
     incoming: Option<IncomingTable>,
     /// Whether the token is in `incoming`.
     tracked: bool,
@@ -160,7 +185,7 @@ impl RawResponder {
         reply: ReplyTo,
         request_id: u64,
         counters: Arc<Counters>,
-        token: CancellationToken,
+        token: CallToken,
         incoming: Option<IncomingTable>,
     ) -> Self {
         counters.calls.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +204,7 @@ impl RawResponder {
     /// connection. Handlers call it when they do not answer inline.
     pub(crate) fn track(&mut self) {
         if let Some(table) = &self.incoming {
-            lock(table).insert(self.request_id, self.token.clone());
+            lock(table).insert(self.request_id, self.token.get().clone());
             self.tracked = true;
         }
     }
@@ -224,7 +249,7 @@ impl RawResponder {
     }
 
     pub(crate) fn token(&self) -> &CancellationToken {
-        &self.token
+        self.token.get()
     }
 
     fn send(&mut self, mut frame: Frame, is_error: bool) {

@@ -564,7 +564,7 @@ impl Inner {
         peer: Arc<str>,
         frame: Frame,
         reply: ReplyTo,
-        token: CancellationToken,
+        token: handler::CallToken,
         tracked: Option<IncomingTable>,
     ) {
         let method = frame.method.clone().unwrap_or_else(|| Arc::from(""));
