@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::conn::ConnHandle;
+use super::conn::{Arrival, ConnHandle};
 use super::control::WireError;
 use super::handler::{CallToken, ReplyTo, lock};
 use super::route::{Path, resolve};
@@ -301,7 +301,8 @@ impl Rpc {
         frame.attachments = attachments;
         if inner.is_named(peer) {
             let token = CallToken::with(inner.shutdown.child_token());
-            inner.dispatch(inner.name(), frame, ReplyTo::Nobody, token, None);
+            let mut now = Arrival::default();
+            inner.dispatch(inner.name(), frame, ReplyTo::Nobody, token, None, &mut now);
             return Ok(());
         }
         let deadline = Instant::now() + opts.timeout.unwrap_or_else(|| inner.timeout());
@@ -566,12 +567,15 @@ async fn call_local(
     frame.deadline = Some(remaining(deadline, Instant::now()));
     // Local calls also travel as bytes: the callee gets its own copy of the
     // arguments, exactly as a remote one would.
+    let token = CallToken::with(token);
+    let mut now = Arrival::default();
     inner.dispatch(
         inner.name(),
         frame,
         ReplyTo::Local(tx),
-        CallToken::with(token),
+        token,
         None,
+        &mut now,
     );
     match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(answer)) => Some(answer),

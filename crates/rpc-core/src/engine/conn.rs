@@ -18,7 +18,7 @@ use super::outbox::{Outbox, flush_point};
 use super::signal::Signal;
 use crate::body;
 use crate::error::{Error, TransportError};
-use crate::pending::{ConnId, deadline_from_budget};
+use crate::pending::ConnId;
 use crate::transport::{Address, ConnInfo, Connection, FrameSink, FrameStream, Locality, host_key};
 use crate::wire::{Frame, FrameKind};
 
@@ -357,7 +357,8 @@ async fn read_loop(
         // nothing, and the rest of a batch still goes out together.
         let mut writer = !eager && conn.outbox.try_become_writer();
         let mut answered = Answered::default();
-        let mut end = on_frame(inner, conn, frame, incoming, &mut answered);
+        let mut arrival = Arrival::default();
+        let mut end = on_frame(inner, conn, frame, incoming, &mut answered, &mut arrival);
         let mut handled = 1;
         while end.is_none() && handled < MAX_BATCH {
             if writer && flush_point(handled) {
@@ -373,7 +374,7 @@ async fn read_loop(
                     if eager && handled == 2 {
                         writer = conn.outbox.try_become_writer();
                     }
-                    on_frame(inner, conn, more, incoming, &mut answered)
+                    on_frame(inner, conn, more, incoming, &mut answered, &mut arrival)
                 }
                 Some(Ok(None)) => Some(ReadEnd::Closed),
                 Some(Err(e)) => {
@@ -414,6 +415,20 @@ async fn read_loop(
     }
 }
 
+/// When a batch of frames arrived: the clock is read once per batch, by the
+/// first request that needs it (for its deadline), not once per frame. The
+/// frames of a batch are handled without a pause, so the later ones get
+/// deadlines a little early, never late.
+#[derive(Default)]
+pub(crate) struct Arrival(Option<Instant>);
+
+impl Arrival {
+    /// The batch's arrival time, read now if nobody needed it yet.
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
 /// Which callers a batch of frames answered.
 #[derive(Default)]
 struct Answered {
@@ -424,17 +439,18 @@ struct Answered {
 }
 
 /// Handles one frame; `Some` if the connection ends. Notes in `answered`
-/// whom the frame answered.
+/// whom the frame answered; `arrival` is when its batch arrived.
 fn on_frame(
     inner: &Arc<Inner>,
     conn: &Arc<ConnHandle>,
     frame: Frame,
     incoming: &IncomingTable,
     answered: &mut Answered,
+    arrival: &mut Arrival,
 ) -> Option<ReadEnd> {
     match frame.kind {
         FrameKind::Request | FrameKind::OneWay => {
-            on_request(inner, conn, frame, incoming);
+            on_request(inner, conn, frame, incoming, arrival);
             None
         }
         FrameKind::Response | FrameKind::Error => {
@@ -469,7 +485,13 @@ fn on_frame(
     }
 }
 
-fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming: &IncomingTable) {
+fn on_request(
+    inner: &Arc<Inner>,
+    conn: &Arc<ConnHandle>,
+    frame: Frame,
+    incoming: &IncomingTable,
+    arrival: &mut Arrival,
+) {
     let reply = if frame.kind == FrameKind::Request {
         ReplyTo::Conn(conn.clone())
     } else {
@@ -497,7 +519,7 @@ fn on_request(inner: &Arc<Inner>, conn: &Arc<ConnHandle>, frame: Frame, incoming
     } else {
         (CallToken::with(inner.shutdown.child_token()), None)
     };
-    inner.dispatch(peer, frame, reply, token, tracked);
+    inner.dispatch(peer, frame, reply, token, tracked, arrival);
 }
 
 /// Keeps an outbound connection up: connects, runs it, and reconnects with
@@ -595,7 +617,8 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Builds the context and responder for a request, for dispatch.
+/// Builds the context and responder for a request, for dispatch; a
+/// request (not a one-way call) has a `deadline`.
 pub(crate) fn incoming_call(
     peer: Arc<str>,
     frame: Frame,
@@ -603,11 +626,9 @@ pub(crate) fn incoming_call(
     token: CallToken,
     tracked: Option<IncomingTable>,
     counters: Arc<super::handler::Counters>,
-    deadline_cap: Duration,
+    deadline: Option<Instant>,
 ) -> IncomingCall {
     let function = frame.method.clone().unwrap_or_else(|| Arc::from(""));
-    let deadline = (frame.kind == FrameKind::Request)
-        .then(|| deadline_from_budget(Instant::now(), frame.deadline, deadline_cap));
     let responder = RawResponder::new(reply, frame.request_id, counters, token.clone(), tracked);
     IncomingCall {
         ctx: CallContext {

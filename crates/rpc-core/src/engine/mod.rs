@@ -55,9 +55,9 @@ pub use route::Router;
 use self::control::{Hello, WireError};
 use self::handler::{Counters, Handler, IncomingTable, ReplyTo, lock};
 use crate::error::{Error, TransportError};
-use crate::pending::{ConnId, PendingCalls};
+use crate::pending::{ConnId, PendingCalls, deadline_from_budget};
 use crate::transport::{Address, ConnOptions, Transport};
-use crate::wire::{Frame, MAX_NAME_LEN};
+use crate::wire::{Frame, FrameKind, MAX_NAME_LEN};
 
 /// Who waits for the answer to one of our calls.
 pub(crate) struct Waiter {
@@ -566,9 +566,13 @@ impl Inner {
         reply: ReplyTo,
         token: handler::CallToken,
         tracked: Option<IncomingTable>,
+        arrival: &mut conn::Arrival,
     ) {
         let method = frame.method.clone().unwrap_or_else(|| Arc::from(""));
-        let lookup = if conn::is_shutdown_method(&method) {
+        // Only reserved names can be built in; users cannot define those.
+        let lookup = if !method.starts_with(control::RESERVED_PREFIX) {
+            self.lookup(&method, frame.provider)
+        } else if conn::is_shutdown_method(&method) {
             Ok(self.shutdown_registration())
         } else if let Some(reg) = bulk::registration(self, &method) {
             Ok(reg)
@@ -579,6 +583,13 @@ impl Inner {
             .entered();
         match lookup {
             Ok(reg) => {
+                let deadline = (frame.kind == FrameKind::Request).then(|| {
+                    deadline_from_budget(
+                        arrival.now(),
+                        frame.deadline,
+                        self.config.max_handler_time,
+                    )
+                });
                 let call = conn::incoming_call(
                     peer,
                     frame,
@@ -586,7 +597,7 @@ impl Inner {
                     token,
                     tracked,
                     reg.counters.clone(),
-                    self.config.max_handler_time,
+                    deadline,
                 );
                 reg.handler.call(call, &self.runtime, &self.tracker);
             }
