@@ -569,15 +569,18 @@ impl Inner {
         arrival: &mut conn::Arrival,
     ) {
         let method = frame.method.clone().unwrap_or_else(|| Arc::from(""));
-        // Only reserved names can be built in; users cannot define those.
-        let lookup = if !method.starts_with(control::RESERVED_PREFIX) {
-            self.lookup(&method, frame.provider)
+        // Only reserved names can be built in; users cannot define those,
+        // so every other name goes straight to the registry.
+        let builtin = if !method.starts_with(control::RESERVED_PREFIX) {
+            None
         } else if conn::is_shutdown_method(&method) {
-            Ok(self.shutdown_registration())
-        } else if let Some(reg) = bulk::registration(self, &method) {
-            Ok(reg)
+            Some(self.shutdown_registration())
         } else {
-            self.lookup(&method, frame.provider)
+            bulk::registration(self, &method)
+        };
+        let lookup = match builtin {
+            Some(reg) => Ok(reg),
+            None => self.lookup(&method, frame.provider),
         };
         let _span = tracing::debug_span!("rpc.handle", peer = %peer, function = %method, request_id = frame.request_id)
             .entered();
