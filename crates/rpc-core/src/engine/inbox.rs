@@ -75,11 +75,15 @@ pub(crate) struct Inbox {
 struct State {
     /// The stream, when no receive is under way (and the inbox is open).
     stream: Option<Box<dyn FrameStream>>,
-    /// The reader's receive under way, and the flag that stops it.
-    recv: Option<(Recv, Arc<AtomicBool>)>,
+    /// The reader's receive under way.
+    recv: Option<Recv>,
+    /// Stops the receive under way at its next poll. One flag serves every
+    /// receive: it is set and reset only under the lock, where the receive
+    /// is polled too, and only one receive is ever under way.
+    stop: Arc<AtomicBool>,
     /// The reader's last receive, finished: freed at the reader's next look
     /// rather than while the frame it gave waits to be handled.
-    spent: Option<(Recv, Arc<AtomicBool>)>,
+    spent: Option<Recv>,
     /// The reader task's waker: every receive is polled with it, whoever
     /// polls, so that the transport wakes the reader.
     reader: Waker,
@@ -114,6 +118,7 @@ impl Inbox {
             state: Mutex::new(State {
                 stream: Some(stream),
                 recv: None,
+                stop: Arc::new(AtomicBool::new(false)),
                 spent: None,
                 reader: Waker::noop().clone(),
                 stash: VecDeque::new(),
@@ -166,19 +171,20 @@ impl Inbox {
             return Poll::Pending;
         }
         loop {
-            let (mut recv, stop) = match s.recv.take() {
+            let mut recv = match s.recv.take() {
                 Some(r) => r,
                 None => {
                     let Some(stream) = s.stream.take() else {
                         return Poll::Ready(Err(TransportError::Closed));
                     };
-                    start_recv(stream)
+                    s.stop.store(false, Ordering::Relaxed);
+                    start_recv(stream, s.stop.clone())
                 }
             };
             match recv.as_mut().poll(cx) {
                 Poll::Ready((stream, got)) => {
                     s.stream = Some(stream);
-                    s.spent = Some((recv, stop));
+                    s.spent = Some(recv);
                     match got {
                         Some(got) => return Poll::Ready(got),
                         // A stopped receive (which only a caller does, after
@@ -187,7 +193,7 @@ impl Inbox {
                     }
                 }
                 Poll::Pending => {
-                    s.recv = Some((recv, stop));
+                    s.recv = Some(recv);
                     return Poll::Pending;
                 }
             }
@@ -255,10 +261,10 @@ impl Inbox {
         if !s.stash.is_empty() {
             return Look::Stop;
         }
-        if let Some((mut recv, stop)) = s.recv.take() {
+        if let Some(mut recv) = s.recv.take() {
             // Stop the reader's receive and take the stream back: the
             // receive sees the flag before it looks at the stream.
-            stop.store(true, Ordering::Relaxed);
+            s.stop.store(true, Ordering::Relaxed);
             let reader = s.reader.clone();
             match recv.as_mut().poll(&mut Context::from_waker(&reader)) {
                 Poll::Ready((stream, got)) => {
@@ -268,7 +274,7 @@ impl Inbox {
                     }
                 }
                 Poll::Pending => {
-                    s.recv = Some((recv, stop));
+                    s.recv = Some(recv);
                     return Look::Nothing;
                 }
             }
@@ -346,12 +352,10 @@ impl State {
     }
 }
 
-/// A receive that owns `stream`; setting the flag ends it at its next poll
+/// A receive that owns `stream`; setting `flag` ends it at its next poll
 /// with the stream and `None`, losing nothing (receives are cancel safe).
-fn start_recv(mut stream: Box<dyn FrameStream>) -> (Recv, Arc<AtomicBool>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let recv: Recv = Box::pin(async move {
+fn start_recv(mut stream: Box<dyn FrameStream>, flag: Arc<AtomicBool>) -> Recv {
+    Box::pin(async move {
         let got = {
             let mut inner = stream.recv();
             std::future::poll_fn(|cx| {
@@ -363,8 +367,7 @@ fn start_recv(mut stream: Box<dyn FrameStream>) -> (Recv, Arc<AtomicBool>) {
             .await
         };
         (stream, got)
-    });
-    (recv, stop)
+    })
 }
 
 impl std::fmt::Debug for Inbox {
