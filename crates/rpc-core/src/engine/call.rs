@@ -506,22 +506,35 @@ fn wait_in_place(
     }
     let mut outcome = None;
     let mut received = false;
+    // Our own answer, received here: it goes straight to us rather than
+    // through the waiter's channel.
+    let own = std::cell::Cell::new(None);
     let hit = conn.inbox.spin_for(
         inner.config.caller_spin,
         |frame| {
             if let Some(waiter) = inner.pending_complete(conn.id, frame.request_id) {
-                received |= frame.request_id == id;
-                let _ = waiter.send(Ok(frame));
+                if frame.request_id == id {
+                    received = true;
+                    own.set(Some(frame));
+                } else {
+                    let _ = waiter.send(Ok(frame));
+                }
             }
         },
-        || match rx.try_recv() {
-            Ok(answer) => {
-                outcome = Some(Ok(answer));
+        || match own.take() {
+            Some(frame) => {
+                outcome = Some(Ok(Ok(frame)));
                 true
             }
-            Err(oneshot::error::TryRecvError::Empty) => false,
-            // Dropped unanswered: `rx.await` reports it.
-            Err(oneshot::error::TryRecvError::Closed) => true,
+            None => match rx.try_recv() {
+                Ok(answer) => {
+                    outcome = Some(Ok(answer));
+                    true
+                }
+                Err(oneshot::error::TryRecvError::Empty) => false,
+                // Dropped unanswered: `rx.await` reports it.
+                Err(oneshot::error::TryRecvError::Closed) => true,
+            },
         },
     );
     let answered = matches!(outcome, Some(Ok(Ok(_))));

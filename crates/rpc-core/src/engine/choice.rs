@@ -11,6 +11,7 @@
 //!   rotate over the connections.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::conn::ConnHandle;
@@ -67,11 +68,14 @@ impl Rpc {
         }
         let allowed =
             (!schemes.is_empty()).then(|| schemes.iter().map(|s| (*s).to_owned()).collect());
-        self.inner
+        let mut choice = self
+            .inner
             .choice
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .allowed = allowed;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        choice.allowed = allowed;
+        self.inner.choice_set.store(true, Ordering::Release);
+        drop(choice);
         self.routes_changed();
         Ok(())
     }
@@ -79,13 +83,22 @@ impl Rpc {
     /// Installs the policy that picks among several network transports to
     /// one peer, replacing any earlier one.
     pub fn set_transport_policy(&self, policy: Arc<dyn TransportPolicy>) {
-        self.inner
+        let mut choice = self
+            .inner
             .choice
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .policy = Some(policy);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        choice.policy = Some(policy);
+        self.inner.choice_set.store(true, Ordering::Release);
     }
 }
+
+/// The choice of an engine that never restricted its transports nor set a
+/// policy: calls then read no lock to learn it.
+static UNSET: Choice = Choice {
+    allowed: None,
+    policy: None,
+};
 
 /// What restricts and decides the choice of connection: read on every call.
 #[derive(Default)]
@@ -105,11 +118,35 @@ impl Choice {
     }
 }
 
+/// The current choice: the engine's, or [`UNSET`] while it has none.
+enum ChoiceRef<'a> {
+    Unset,
+    Set(std::sync::RwLockReadGuard<'a, Choice>),
+}
+
+impl std::ops::Deref for ChoiceRef<'_> {
+    type Target = Choice;
+
+    fn deref(&self) -> &Choice {
+        match self {
+            Self::Unset => &UNSET,
+            Self::Set(guard) => guard,
+        }
+    }
+}
+
 impl Inner {
-    fn choice(&self) -> std::sync::RwLockReadGuard<'_, Choice> {
-        self.choice
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn choice(&self) -> ChoiceRef<'_> {
+        // Set once and for good (`Release` after the write): until then the
+        // lock is not worth its two atomic operations per call.
+        if !self.choice_set.load(Ordering::Acquire) {
+            return ChoiceRef::Unset;
+        }
+        ChoiceRef::Set(
+            self.choice
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Whether calls may use the transport `scheme`.

@@ -34,7 +34,7 @@ mod signal;
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -137,6 +137,9 @@ pub(crate) struct Registration {
 
 pub(crate) struct Inner {
     name: RwLock<Arc<str>>,
+    /// The length of `name`: most names that are not ours differ from it in
+    /// length, and [`is_named`](Self::is_named) then reads no lock.
+    name_len: AtomicUsize,
     started: AtomicBool,
     incarnation: u128,
     config: Config,
@@ -153,6 +156,8 @@ pub(crate) struct Inner {
     router: RwLock<Option<Arc<dyn Router>>>,
     /// Transport restriction and policy (`engine/choice.rs`).
     choice: RwLock<choice::Choice>,
+    /// Whether `choice` was ever set; until then calls do not read it.
+    choice_set: AtomicBool,
     /// Frames relayed for other peers.
     relayed: AtomicU64,
     pending: Mutex<PendingCalls<Waiter>>,
@@ -198,6 +203,7 @@ impl Rpc {
         let incarnation: u128 = rand::random();
         let inner = Arc::new(Inner {
             name: RwLock::new(Arc::from(format!("{incarnation:032x}"))),
+            name_len: AtomicUsize::new(32),
             started: AtomicBool::new(false),
             incarnation,
             timeout_nanos: AtomicU64::new(duration_nanos(config.timeout)),
@@ -212,6 +218,7 @@ impl Rpc {
             peers_gen: AtomicU64::new(0),
             router: RwLock::new(None),
             choice: RwLock::default(),
+            choice_set: AtomicBool::new(false),
             relayed: AtomicU64::new(0),
             pending: Mutex::new(PendingCalls::new(rand::random())),
             listening: Mutex::default(),
@@ -242,11 +249,13 @@ impl Rpc {
                 "set_name must be called before listen or connect".into(),
             ));
         }
-        *self
+        let mut ours = self
             .inner
             .name
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::from(name);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *ours = Arc::from(name);
+        self.inner.name_len.store(name.len(), Ordering::Release);
         Ok(())
     }
 
@@ -444,11 +453,13 @@ impl Inner {
 
     /// Whether `name` is this engine's name (without cloning it).
     pub(crate) fn is_named(&self, name: &str) -> bool {
-        **self
-            .name
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            == *name
+        // The name changes only before the engine starts, under the lock.
+        name.len() == self.name_len.load(Ordering::Acquire)
+            && **self
+                .name
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                == *name
     }
 
     /// Whether shutdown has begun.
