@@ -302,3 +302,45 @@ fn a_blocking_call_gives_up_once_its_runtime_is_gone() {
     let got = rpc.call_blocking::<()>("server", "never", &());
     assert!(matches!(got, Err(Error::Timeout { .. })), "{got:?}");
 }
+
+/// A waker lent under one vtable whose clones carry another, as tokio's
+/// `block_on` lends its own (`will_wake` tells them apart). Waking does
+/// nothing: the test polls in a loop.
+fn lent_waker() -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    static LENT: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    static OWNED: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    const fn clone(data: *const ()) -> RawWaker {
+        RawWaker::new(data, &OWNED)
+    }
+    const fn noop(_: *const ()) {}
+    static DATA: u8 = 0;
+    // SAFETY: the functions ignore the data pointer, which points to a
+    // static; every function of both vtables is safe to call from anywhere.
+    unsafe { Waker::from_raw(RawWaker::new((&raw const DATA).cast(), &LENT)) }
+}
+
+#[test]
+fn a_caller_polled_with_a_lent_waker_still_receives_in_place() {
+    let net = MemNetwork::new();
+    let _server = echo_server(&net);
+    let rt = runtime();
+    rt.block_on(async {
+        let rpc = client(&net, SPIN).await;
+        let waker = lent_waker();
+        for i in 0..20u64 {
+            let mut call = std::pin::pin!(rpc.call::<u64>("server", "echo", &i));
+            let back = loop {
+                let mut cx = std::task::Context::from_waker(&waker);
+                if let std::task::Poll::Ready(back) = call.as_mut().poll(&mut cx) {
+                    break back;
+                }
+                tokio::task::yield_now().await;
+            };
+            assert_eq!(back.unwrap(), i);
+        }
+        // All but the first, as with `block_on`'s own waker: the waker a
+        // caller is compared by is a clone, never the one it was lent.
+        assert_eq!(in_place(&rpc), 19);
+    });
+}

@@ -6,9 +6,10 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
@@ -99,21 +100,245 @@ impl Canceller {
 /// handler is also dropped).
 #[must_use = "a call does nothing unless awaited, and dropping it cancels it"]
 pub struct CallFuture<R> {
-    fut: Pin<Box<dyn Future<Output = Result<Frame, Error>> + Send>>,
+    state: State,
     peer: Arc<str>,
     function: Arc<str>,
     provider: u16,
     _result: PhantomData<fn() -> R>,
 }
 
+/// Where a call is.
+///
+/// The common call (to a peer already connected, with no canceller and no
+/// tracing span) is made at its first poll without any future of its own,
+/// and waits as [`InFlight`]: no allocation, and little to move. Every other
+/// call runs [`call_raw`] as a boxed future.
+enum State {
+    /// Not polled yet: the request is made at the first poll, from which
+    /// the timeout counts.
+    Start(Start),
+    /// The request is out.
+    InFlight(InFlight),
+    /// Any other call.
+    Slow(Pin<Box<dyn Future<Output = Result<Frame, Error>> + Send>>),
+    /// Resolved (or between two states).
+    Done,
+}
+
+/// What a call needs to start.
+struct Start {
+    inner: Arc<Inner>,
+    encoded: Result<Encoded, crate::error::CodecError>,
+    timeout: Duration,
+    cancelled: Option<tokio_util::sync::CancellationToken>,
+    span: tracing::Span,
+}
+
+/// The arguments, encoded: the body and its attachments.
+type Encoded = (Bytes, Vec<Bytes>);
+
+/// A request sent on a connection, its answer awaited; dropping it before
+/// the answer cancels the call, as [`CancelOnDrop`] does for `call_raw`.
+struct InFlight {
+    inner: Arc<Inner>,
+    conn: Arc<ConnHandle>,
+    id: u64,
+    rx: oneshot::Receiver<Result<Frame, Error>>,
+    outside_task: bool,
+    timeout: Duration,
+    /// When the request went out and how large it was, if the transport
+    /// policy hears this call's round trip.
+    sent: Option<(Instant, u64)>,
+    /// Whether the first poll looked for the answer in place already.
+    looked: bool,
+    /// Whether the call still waits: dropping it then cancels it.
+    armed: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.calls_waiting.fetch_sub(1, Ordering::Relaxed);
+        if self.armed && lock(&self.inner.pending).remove(self.id).is_some() {
+            self.conn.send(Frame::new(FrameKind::Cancel, self.id));
+        }
+    }
+}
+
+impl Start {
+    /// Makes the call. Without a wait on the way (a connection is up, no
+    /// canceller, no span to enter), as an [`InFlight`]; otherwise as
+    /// `call_raw` in a box.
+    fn begin(self, peer: &Arc<str>, function: &Arc<str>, provider: u16) -> Result<State, Error> {
+        let (body, attachments) = self.encoded?;
+        let inner = &self.inner;
+        let fast = self.cancelled.is_none()
+            && self.span.is_disabled()
+            && !inner.is_shut()
+            && !inner.is_named(peer);
+        let picked = if fast { inner.pick(peer) } else { None };
+        let Some((conn, measure)) = picked else {
+            let slow = Self {
+                encoded: Ok((body, attachments)),
+                ..self
+            };
+            return Ok(State::Slow(slow.slow(peer, function, provider)));
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut frame = request(provider, function, body, attachments);
+        let registered = register(inner, &conn, &frame, measure, deadline)?;
+        frame.request_id = registered.id;
+        frame.deadline = Some(self.timeout);
+        conn.calls_waiting.fetch_add(1, Ordering::Relaxed);
+        let call = InFlight {
+            inner: self.inner.clone(),
+            conn,
+            id: registered.id,
+            rx: registered.rx,
+            outside_task: registered.outside_task,
+            timeout: self.timeout,
+            sent: registered.sent,
+            looked: false,
+            armed: true,
+        };
+        call.conn.send_request(frame);
+        Ok(State::InFlight(call))
+    }
+
+    /// The call as `call_raw`, boxed: for calls that may wait before their
+    /// request goes out, or that carry a canceller or a span.
+    fn slow(
+        self,
+        peer: &Arc<str>,
+        function: &Arc<str>,
+        provider: u16,
+    ) -> Pin<Box<dyn Future<Output = Result<Frame, Error>> + Send>> {
+        let Self {
+            inner,
+            encoded,
+            timeout,
+            cancelled,
+            span,
+        } = self;
+        let (p, f) = (peer.clone(), function.clone());
+        let fut = async move {
+            let (body, attachments) = encoded?;
+            let deadline = Instant::now() + timeout;
+            let frame = request(provider, &f, body, attachments);
+            let call = call_raw(&inner, &p, &f, frame, deadline, timeout);
+            match cancelled {
+                None => call.await,
+                // Dropping the call sends the cancel to the callee.
+                Some(token) => tokio::select! {
+                    biased;
+                    () = token.cancelled() => Err(Error::Cancelled),
+                    answer = call => answer,
+                },
+            }
+        };
+        // A disabled span (no subscriber at debug level) costs every poll
+        // an enter and an exit for nothing.
+        if span.is_disabled() {
+            Box::pin(fut)
+        } else {
+            Box::pin(fut.instrument(span))
+        }
+    }
+}
+
+impl InFlight {
+    /// The answer frame, once it is in: received in place at the first poll
+    /// if the call may (see [`wait_in_place`]), else from the reader.
+    fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+        peer: &str,
+        function: &str,
+    ) -> Poll<Result<Frame, Error>> {
+        if !self.looked {
+            self.looked = true;
+            // A clone, as `begin_spin` keeps one to compare: a runtime may
+            // lend its own waker under another vtable (tokio's `block_on`
+            // does), which `will_wake` would never match.
+            if may_wait_in_place(&self.conn, self.outside_task)
+                && let Some(outcome) = wait_in_place(
+                    &self.inner,
+                    &self.conn,
+                    self.id,
+                    &mut self.rx,
+                    &cx.waker().clone(),
+                )
+            {
+                return Poll::Ready(self.finish(outcome, peer, function));
+            }
+        }
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(outcome) => Poll::Ready(self.finish(outcome, peer, function)),
+        }
+    }
+
+    /// What the call returns for what its waiter got, as `call_raw` does.
+    fn finish(
+        &mut self,
+        outcome: Result<Result<Frame, Error>, oneshot::error::RecvError>,
+        peer: &str,
+        function: &str,
+    ) -> Result<Frame, Error> {
+        // The waiter is gone from the pending table, whatever it got.
+        self.armed = false;
+        outcome_of(
+            &self.inner,
+            &self.conn,
+            self.id,
+            self.sent,
+            outcome,
+            || Error::Timeout {
+                peer: peer.to_owned(),
+                function: function.to_owned(),
+                after: self.timeout,
+            },
+            peer,
+        )
+    }
+}
+
 impl<R: DeserializeOwned> Future for CallFuture<R> {
     type Output = Result<R, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let frame = match self.fut.as_mut().poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Ready(Ok(frame)) => frame,
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let answer = loop {
+            match &mut this.state {
+                State::Start(_) => {
+                    let State::Start(start) = std::mem::replace(&mut this.state, State::Done)
+                    else {
+                        unreachable!("matched just above")
+                    };
+                    match start.begin(&this.peer, &this.function, this.provider) {
+                        Ok(next) => this.state = next,
+                        Err(e) => break Err(e),
+                    }
+                }
+                State::InFlight(call) => {
+                    break match call.poll_answer(cx, &this.peer, &this.function) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(answer) => answer,
+                    };
+                }
+                State::Slow(fut) => {
+                    break match fut.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(answer) => answer,
+                    };
+                }
+                State::Done => panic!("CallFuture polled after it resolved"),
+            }
+        };
+        // Dropping the call's state now lets its connection go.
+        this.state = State::Done;
+        let frame = match answer {
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(frame) => frame,
         };
         Poll::Ready(match frame.kind {
             FrameKind::Response => {
@@ -121,7 +346,7 @@ impl<R: DeserializeOwned> Future for CallFuture<R> {
             }
             _ => Err(
                 match body::decode::<WireError>(&frame.body, &frame.attachments) {
-                    Ok(e) => e.into_error(&self.peer, &self.function, self.provider),
+                    Ok(e) => e.into_error(&this.peer, &this.function, this.provider),
                     Err(e) => Error::Codec(e),
                 },
             ),
@@ -169,37 +394,15 @@ impl Rpc {
         );
         let timeout = opts.timeout.unwrap_or_else(|| inner.timeout());
         let span = tracing::debug_span!("rpc.call", peer = %peer, function = %function, request_id = tracing::field::Empty);
-        let (p, f, provider) = (peer.clone(), function.clone(), opts.provider);
         let cancelled = opts.canceller.map(|c| c.token);
-        let fut = async move {
-            let (body, attachments) = encoded?;
-            let deadline = Instant::now() + timeout;
-            let mut frame = Frame::new(FrameKind::Request, 0);
-            frame.provider = provider;
-            frame.method = Some(f.clone());
-            frame.body = body;
-            frame.attachments = attachments;
-            let call = call_raw(&inner, &p, &f, frame, deadline, timeout);
-            match cancelled {
-                None => call.await,
-                // Dropping the call sends the cancel to the callee.
-                Some(token) => tokio::select! {
-                    biased;
-                    () = token.cancelled() => Err(Error::Cancelled),
-                    answer = call => answer,
-                },
-            }
-        };
-        // A disabled span (no subscriber at debug level) costs every poll
-        // an enter and an exit for nothing.
-        let fut: Pin<Box<dyn Future<Output = Result<Frame, Error>> + Send>> = if span.is_disabled()
-        {
-            Box::pin(fut)
-        } else {
-            Box::pin(fut.instrument(span))
-        };
         CallFuture {
-            fut,
+            state: State::Start(Start {
+                inner,
+                encoded,
+                timeout,
+                cancelled,
+                span,
+            }),
             peer,
             function,
             provider: opts.provider,
@@ -407,16 +610,12 @@ async fn call_raw(
         waited,
     } = resolve(inner, peer, deadline).await?;
     frame.route = route;
-    check_size(&conn, &frame)?;
-    // Only calls whose transport the policy chose report their round trip.
-    let sent = measure.then(|| (Instant::now(), frame.wire_len()));
-    let (tx, rx) = oneshot::channel();
-    let waiter = Waiter::new(tx);
-    let outside_task = waiter.outside_task;
-    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, waiter);
-    if earliest {
-        inner.deadlines_changed();
-    }
+    let Registered {
+        id,
+        rx,
+        outside_task,
+        sent,
+    } = register(inner, &conn, &frame, measure, deadline)?;
     if tracing::level_enabled!(tracing::Level::DEBUG) {
         tracing::Span::current().record("request_id", id);
     }
@@ -440,6 +639,71 @@ async fn call_raw(
     // deadline (`deadline.rs`).
     let outcome = answer(inner, &conn, id, rx, outside_task).await;
     std::mem::forget(guard);
+    outcome_of(inner, &conn, id, sent, outcome, timed_out, peer)
+}
+
+/// A `Request` frame for `function` (its request id and deadline are set
+/// once the call is registered).
+fn request(provider: u16, function: &Arc<str>, body: Bytes, attachments: Vec<Bytes>) -> Frame {
+    let mut frame = Frame::new(FrameKind::Request, 0);
+    frame.provider = provider;
+    frame.method = Some(function.clone());
+    frame.body = body;
+    frame.attachments = attachments;
+    frame
+}
+
+/// A call registered in the pending table.
+struct Registered {
+    /// Its request id.
+    id: u64,
+    /// Where its answer arrives.
+    rx: oneshot::Receiver<Result<Frame, Error>>,
+    /// Whether it was made outside any task (see [`Waiter`]).
+    outside_task: bool,
+    /// When its request went out and how large it was, if the transport
+    /// policy chose `conn` and hears the round trip.
+    sent: Option<(Instant, u64)>,
+}
+
+/// Checks that `frame` fits the peer's limit on `conn`, and registers its
+/// waiter until `deadline` (waking the deadline task if it is the earliest).
+fn register(
+    inner: &Arc<Inner>,
+    conn: &ConnHandle,
+    frame: &Frame,
+    measure: bool,
+    deadline: Instant,
+) -> Result<Registered, Error> {
+    check_size(conn, frame)?;
+    let sent = measure.then(|| (Instant::now(), frame.wire_len()));
+    let (tx, rx) = oneshot::channel();
+    let waiter = Waiter::new(tx);
+    let outside_task = waiter.outside_task;
+    let (id, earliest) = lock(&inner.pending).insert_until(conn.id, deadline, waiter);
+    if earliest {
+        inner.deadlines_changed();
+    }
+    Ok(Registered {
+        id,
+        rx,
+        outside_task,
+        sent,
+    })
+}
+
+/// What a call returns for what its waiter got: the answer (reported to
+/// the transport policy if it hears this call, `sent`), a timeout (the
+/// callee is told to stop), or the end of the engine.
+fn outcome_of(
+    inner: &Inner,
+    conn: &ConnHandle,
+    id: u64,
+    sent: Option<(Instant, u64)>,
+    outcome: Result<Result<Frame, Error>, oneshot::error::RecvError>,
+    timed_out: impl FnOnce() -> Error,
+    peer: &str,
+) -> Result<Frame, Error> {
     match outcome {
         Ok(Err(Error::Timeout { .. })) => {
             // The deadline task removed the call; tell the callee to stop.
@@ -499,7 +763,7 @@ fn wait_in_place(
     conn: &ConnHandle,
     id: u64,
     rx: &mut oneshot::Receiver<Result<Frame, Error>>,
-    waker: &std::task::Waker,
+    waker: &Waker,
 ) -> Option<Result<Result<Frame, Error>, oneshot::error::RecvError>> {
     if !conn.inbox.begin_spin(waker) {
         return None;
