@@ -58,6 +58,14 @@ pub struct TcpConfig {
     /// run every few microseconds. Each poll is a non-blocking read of the
     /// socket, which sees bytes as soon as the kernel has them. Default
     /// 50 µs; zero never polls.
+    ///
+    /// A transport that polls also writes a burst of frames in larger
+    /// chunks (32 frames first rather than 16; see
+    /// [`FrameSink::first_write`](rpc_core::transport::FrameSink::first_write)):
+    /// its peers, configured alike, are awake to read, and each write is a
+    /// system call. With 64 calls in flight on loopback that is about a
+    /// fifth more calls per second; a peer that sleeps between messages on
+    /// halting CPUs does better with the earlier first write.
     pub spin: Duration,
 }
 

@@ -39,6 +39,20 @@ impl TcpConnection {
     }
 }
 
+/// Frames of a burst before its first write (see `FrameSink::first_write`)
+/// when the transport polls before it sleeps: its peers, configured alike,
+/// are awake to read, and each write is a system call.
+pub(crate) const POLLING_FIRST_WRITE: usize = 32;
+
+/// The first write of a burst for a transport that polls for `spin`.
+fn first_write(spin: std::time::Duration) -> usize {
+    if spin.is_zero() {
+        rpc_core::transport::FIRST_WRITE
+    } else {
+        POLLING_FIRST_WRITE
+    }
+}
+
 impl Connection for TcpConnection {
     fn info(&self) -> &ConnInfo {
         &self.info
@@ -47,7 +61,11 @@ impl Connection for TcpConnection {
     fn split(self: Box<Self>) -> (Box<dyn FrameSink>, Box<dyn FrameStream>) {
         let (read, write) = self.stream.into_split();
         (
-            Box::new(TcpFrameSink::new(write, self.max_frame_len)),
+            Box::new(TcpFrameSink::new(
+                write,
+                self.max_frame_len,
+                first_write(self.spin),
+            )),
             Box::new(TcpFrameStream::new(read, self.max_frame_len, self.spin)),
         )
     }

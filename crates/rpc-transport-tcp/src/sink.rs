@@ -35,6 +35,8 @@ pub(crate) struct TcpFrameSink {
     writer: Option<OwnedWriteHalf>,
     codec: FrameCodec,
     queue: WriteQueue,
+    /// See `FrameSink::first_write`.
+    first_write: usize,
 }
 
 impl TcpFrameSink {
@@ -67,12 +69,14 @@ impl TcpFrameSink {
         TransportError::io("write", e)
     }
 
-    /// A sink that refuses frames over `max_frame_len` bytes.
-    pub(crate) fn new(writer: OwnedWriteHalf, max_frame_len: u64) -> Self {
+    /// A sink that refuses frames over `max_frame_len` bytes, and asks for
+    /// bursts to be written `first_write` frames first.
+    pub(crate) fn new(writer: OwnedWriteHalf, max_frame_len: u64, first_write: usize) -> Self {
         Self {
             writer: Some(writer),
             codec: FrameCodec::new(max_frame_len),
             queue: WriteQueue::new(),
+            first_write,
         }
     }
 }
@@ -94,6 +98,10 @@ impl FrameSink for TcpFrameSink {
         }
         self.enqueue(frame)?;
         Ok(None)
+    }
+
+    fn first_write(&self) -> usize {
+        self.first_write
     }
 
     fn try_flush(&mut self) -> Result<bool, TransportError> {

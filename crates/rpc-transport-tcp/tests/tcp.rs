@@ -430,3 +430,20 @@ async fn large_attachments_arrive_whole_and_64_byte_aligned() {
     })
     .await;
 }
+
+/// A transport that polls before it sleeps asks for bursts in larger first
+/// writes than one that never polls, whose peers may be asleep.
+#[tokio::test]
+async fn a_polling_transport_writes_bursts_in_larger_chunks() {
+    let opts = ConnOptions::default();
+    let mut listener = listen("tcp://127.0.0.1:0", &opts).await;
+    for (spin, first) in [(Duration::ZERO, 16), (Duration::from_micros(50), 32)] {
+        let transport = TcpTransport::with_config(TcpConfig::default().with_spin(spin));
+        let at = listener.local_addr().clone();
+        let (client, _accepted) =
+            within(async { tokio::join!(transport.connect(&at, &opts), listener.accept()) }).await;
+        let (sink, _stream) = client.unwrap().split();
+        assert_eq!(sink.first_write(), first, "spin {spin:?}");
+    }
+    assert_eq!(rpc_core::transport::FIRST_WRITE, 16);
+}

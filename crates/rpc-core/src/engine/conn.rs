@@ -14,7 +14,7 @@ use super::handler::{
     CallContext, CallToken, IncomingCall, IncomingTable, RawResponder, ReplyTo, lock,
 };
 use super::inbox::{Inbox, Received};
-use super::outbox::{Outbox, flush_point};
+use super::outbox::Outbox;
 use super::signal::Signal;
 use crate::body;
 use crate::error::{Error, TransportError};
@@ -361,7 +361,7 @@ async fn read_loop(
         let mut end = on_frame(inner, conn, frame, incoming, &mut answered, &mut arrival);
         let mut handled = 1;
         while end.is_none() && handled < MAX_BATCH {
-            if writer && flush_point(handled) {
+            if writer && conn.outbox.flush_point(handled) {
                 // A long burst: the answers so far go out now, so that the
                 // peer can start on them while we handle the rest.
                 conn.outbox.finish_owned();

@@ -31,16 +31,13 @@ use super::signal::Signal;
 use crate::transport::FrameSink;
 use crate::wire::Frame;
 
-/// How many frames of a burst are written without waiting for the rest
-/// (see [`flush_point`]).
-pub(crate) const WRITE_BATCH: usize = 16;
-
 /// Whether the `n`th frame of a burst (counting from 1) ends a chunk to
-/// write at once: 16, 32, 64, … — the first chunk early, so that the peer
+/// write at once, the first chunk being `first` frames: `first`,
+/// `2 × first`, `4 × first`, … — the first chunk early, so that the peer
 /// starts working, and the later ones doubling, so that a long burst costs
 /// few writes.
-pub(crate) fn flush_point(n: usize) -> bool {
-    n >= WRITE_BATCH && n.is_power_of_two()
+pub(crate) fn flush_point(n: usize, first: usize) -> bool {
+    n >= first && n.is_multiple_of(first) && (n / first).is_power_of_two()
 }
 
 /// Frames waiting for a connection's sink.
@@ -50,6 +47,9 @@ pub(crate) struct Outbox {
     writing: AtomicBool,
     /// Frames queued by `push_deferred` since its task last ran.
     burst: AtomicUsize,
+    /// The sink's [`FrameSink::first_write`]: bursts are written in chunks
+    /// of this many frames, then twice as many, and so on.
+    first_write: usize,
     /// Set once the connection is closing: after the queue drains, the writer
     /// closes the sink.
     closing: AtomicBool,
@@ -68,10 +68,12 @@ impl Outbox {
         runtime: tokio::runtime::Handle,
         tracker: TaskTracker,
     ) -> Arc<Self> {
+        let first_write = sink.first_write().max(1);
         Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             writing: AtomicBool::new(false),
             burst: AtomicUsize::new(0),
+            first_write,
             closing: AtomicBool::new(false),
             sink: Mutex::new(Some(sink)),
             closed,
@@ -126,9 +128,15 @@ impl Outbox {
                 },
                 &self.runtime,
             );
-        } else if flush_point(burst) && self.try_become_writer() {
+        } else if self.flush_point(burst) && self.try_become_writer() {
             self.write_owned();
         }
+    }
+
+    /// Whether the `n`th frame of a burst ends a chunk to write at once
+    /// (see [`flush_point`]).
+    pub(crate) fn flush_point(&self, n: usize) -> bool {
+        flush_point(n, self.first_write)
     }
 
     /// Whether every frame queued so far has been handed to the sink:
@@ -303,7 +311,14 @@ mod tests {
 
     #[test]
     fn bursts_are_written_in_doubling_chunks() {
-        let points: Vec<usize> = (1..=600).filter(|&n| flush_point(n)).collect();
-        assert_eq!(points, [16, 32, 64, 128, 256, 512]);
+        let points = |first| {
+            (1..=600)
+                .filter(|&n| flush_point(n, first))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(points(16), [16, 32, 64, 128, 256, 512]);
+        assert_eq!(points(32), [32, 64, 128, 256, 512]);
+        assert_eq!(points(24), [24, 48, 96, 192, 384]);
+        assert_eq!(points(1)[..4], [1, 2, 4, 8]);
     }
 }
