@@ -220,6 +220,12 @@ impl FrameStream for ShmStream {
         !self.spinner.budget().is_zero()
     }
 
+    /// `recv` spins for this long before it sleeps: the engine's reader may
+    /// as well spin on `try_recv`, which builds no receive per frame.
+    fn reader_spin(&self) -> Duration {
+        self.spinner.budget()
+    }
+
     // Cancel safe: bytes move from the ring to `buf` and frames out of it
     // without an await in between, so a dropped future loses nothing.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {

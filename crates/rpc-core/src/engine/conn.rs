@@ -19,7 +19,9 @@ use super::signal::Signal;
 use crate::body;
 use crate::error::{Error, TransportError};
 use crate::pending::ConnId;
-use crate::transport::{Address, ConnInfo, Connection, FrameSink, FrameStream, Locality, host_key};
+use crate::transport::{
+    Address, ConnInfo, Connection, FrameSink, FrameStream, Locality, Spinner, host_key,
+};
 use crate::wire::{Frame, FrameKind};
 
 /// The engine's handle on a live connection: how to send on it.
@@ -332,12 +334,26 @@ async fn read_loop(
         Some(stream) => Source::Own(stream),
         None => Source::Inbox(&conn.inbox),
     };
+    let mut spinner = Spinner::new(conn.inbox.reader_spin().min(READER_SPIN));
     loop {
-        let next = tokio::select! {
-            biased;
-            next = source.next() => next,
-            () = conn.closed.wait() => {
-                return if inner.is_shut() { ReadEnd::Shutdown } else { ReadEnd::Closed };
+        // Over a stream whose `recv` would spin anyway (shared memory), the
+        // next frame usually comes within a round trip: look for it here
+        // first with `try_recv`, which builds no receive and goes through
+        // no layer of futures, and settle into a receive (which spins a
+        // while longer before it sleeps) only if it does not come soon.
+        let spun = spinner.spin(READER_LOOKS, || source.try_next()).await;
+        let next = match spun {
+            Some(next) => next,
+            None => {
+                let next = tokio::select! {
+                    biased;
+                    next = source.next() => next,
+                    () = conn.closed.wait() => {
+                        return if inner.is_shut() { ReadEnd::Shutdown } else { ReadEnd::Closed };
+                    }
+                };
+                spinner.woke();
+                next
             }
         };
         let frame = match next {
@@ -414,6 +430,13 @@ async fn read_loop(
         }
     }
 }
+
+/// The most a reader looks for the next frame itself before it receives
+/// (see `read_loop` and `FrameStream::reader_spin`): long enough for an
+/// answer's round trip, short beside a transport's own spin.
+const READER_SPIN: Duration = Duration::from_micros(20);
+/// Looks per round of that spin: each takes the inbox's lock.
+const READER_LOOKS: u32 = 16;
 
 /// When a batch of frames arrived: the clock is read once per batch, by the
 /// first request that needs it (for its deadline), not once per frame. The

@@ -68,6 +68,9 @@ pub(crate) struct Inbox {
     /// Whether the stream's `try_recv` sees the peer's frames by itself
     /// ([`FrameStream::try_recv_is_live`]): a memory transport.
     live: bool,
+    /// How long the reader may spin on `try_recv` before it receives
+    /// ([`FrameStream::reader_spin`]; zero unless `live`).
+    reader_spin: Duration,
     /// Spins in place that got the caller its answer.
     hits: AtomicU64,
 }
@@ -113,6 +116,11 @@ impl Inbox {
     /// The inbox of `stream`; callers spin in place up to `caller_spin`.
     pub(crate) fn new(stream: Box<dyn FrameStream>, caller_spin: Duration) -> Self {
         let live = stream.try_recv_is_live();
+        let reader_spin = if live {
+            stream.reader_spin()
+        } else {
+            Duration::ZERO
+        };
         let drivable = live && !caller_spin.is_zero();
         Self {
             state: Mutex::new(State {
@@ -128,6 +136,7 @@ impl Inbox {
             }),
             drivable,
             live,
+            reader_spin,
             hits: AtomicU64::new(0),
         }
     }
@@ -148,6 +157,12 @@ impl Inbox {
     /// may receive in place.
     pub(crate) fn is_live(&self) -> bool {
         self.live
+    }
+
+    /// How long the reader may spin on `try_recv` before it receives (see
+    /// [`FrameStream::reader_spin`]).
+    pub(crate) fn reader_spin(&self) -> Duration {
+        self.reader_spin
     }
 
     /// How many callers got their answer while spinning in place.
@@ -201,12 +216,16 @@ impl Inbox {
     }
 
     /// The reader's next frame if it is there already (a stashed one, or
-    /// [`FrameStream::try_recv`]).
+    /// [`FrameStream::try_recv`]); `None` while a caller spins in place,
+    /// whose stream the reader leaves alone.
     pub(crate) fn try_next(&self) -> Option<Received> {
         let mut s = lock(&self.state);
         s.spent = None;
         if let Some(r) = s.stash.pop_front() {
             return Some(r);
+        }
+        if s.caller_spinning {
+            return None;
         }
         s.stream.as_mut()?.try_recv()
     }

@@ -343,4 +343,18 @@ pub trait FrameStream: Send {
     fn try_recv_is_live(&self) -> bool {
         false
     }
+
+    /// How long the engine's reader may look for the next frame by calling
+    /// [`try_recv`](Self::try_recv) in a loop before it calls
+    /// [`recv`](Self::recv) (the engine caps it at a few tens of
+    /// microseconds). Worth it on a stream whose `recv` would spin anyway:
+    /// the loop builds no receive per frame. A stream whose `recv` sleeps at
+    /// once gains nothing and should say zero (the default): the loop would
+    /// keep its thread's run queue busy, and a current-thread runtime polls
+    /// its `block_on` future only once that queue drains.
+    ///
+    /// Contract: non-zero only if [`try_recv_is_live`](Self::try_recv_is_live).
+    fn reader_spin(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
