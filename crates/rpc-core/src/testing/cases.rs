@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use super::Harness;
-use crate::transport::{Address, ConnOptions};
+use crate::transport::{Address, ConnOptions, Connection};
 use crate::wire::{Frame, FrameKind};
 use crate::{Blob, CallOptions, Config, Error, Rpc, TransportError};
 
@@ -334,17 +334,58 @@ pub async fn server_drop_fails_pending_calls_fast(h: Arc<dyn Harness>) {
     f.server.wait_for_shutdown().await;
 }
 
-/// Frames arrive whole and in order, and a closed sink ends the stream with
-/// `Ok(None)`.
-pub async fn frames_in_order_then_clean_close(h: Arc<dyn Harness>) {
+/// A raw connection of the harness's transport: the client's end and the
+/// accepted one.
+async fn raw_pair(h: &Arc<dyn Harness>) -> (Box<dyn Connection>, Box<dyn Connection>) {
     let t = h.transport();
     let opts = ConnOptions::default();
-    let mut listener = t.listen(&addr(&h), &opts).await.expect("listen");
+    let mut listener = t.listen(&addr(h), &opts).await.expect("listen");
     let client = t
         .connect(listener.local_addr(), &opts)
         .await
         .expect("connect");
     let server = listener.accept().await.expect("accept");
+    (client, server)
+}
+
+/// A stream's hints to the engine hold: one that says `try_recv` is live
+/// finds a frame the peer sent with `try_recv` alone, and only such a
+/// stream asks the reader to spin on it (`reader_spin`).
+pub async fn receive_hints_keep_their_contract(h: Arc<dyn Harness>) {
+    let (client, server) = raw_pair(&h).await;
+    let (mut tx, crx) = client.split();
+    let (_stx, mut rx) = server.split();
+    for stream in [&crx, &rx] {
+        assert!(
+            stream.reader_spin().is_zero() || stream.try_recv_is_live(),
+            "reader_spin {:?} on a stream whose try_recv is not live",
+            stream.reader_spin()
+        );
+    }
+    tx.send(Frame::new(FrameKind::Response, 7))
+        .await
+        .expect("send");
+    if rx.try_recv_is_live() {
+        // No `recv` in between: the frame must show up by looking alone
+        // (the case's watchdog bounds the wait).
+        let got = loop {
+            if let Some(got) = rx.try_recv() {
+                break got;
+            }
+            tokio::task::yield_now().await;
+        };
+        let frame = got.expect("no error").expect("a frame, not the end");
+        assert_eq!(frame.request_id, 7);
+    } else {
+        let frame = rx.recv().await.expect("recv").expect("a frame");
+        assert_eq!(frame.request_id, 7);
+    }
+}
+
+/// Frames arrive whole and in order, and a closed sink ends the stream with
+/// `Ok(None)`.
+pub async fn frames_in_order_then_clean_close(h: Arc<dyn Harness>) {
+    let (client, server) = raw_pair(&h).await;
     let (mut tx, _rx) = client.split();
     let (_stx, mut rx) = server.split();
     let sender = tokio::spawn(async move {

@@ -104,6 +104,7 @@ macro_rules! conformance_tests {
             oversized_frame_closes_only_that_connection,
             server_drop_fails_pending_calls_fast,
             frames_in_order_then_clean_close,
+            receive_hints_keep_their_contract,
             attachments_intact,
             listener_reports_bound_address,
         );
