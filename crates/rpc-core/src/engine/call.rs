@@ -158,8 +158,8 @@ struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.conn.calls_waiting.fetch_sub(1, Ordering::Relaxed);
-        if self.armed && lock(&self.inner.pending).remove(self.id).is_some() {
-            self.conn.send(Frame::new(FrameKind::Cancel, self.id));
+        if self.armed {
+            cancel_pending(&self.inner, &self.conn, self.id);
         }
     }
 }
@@ -825,9 +825,15 @@ pub(crate) struct CancelOnDrop<'a> {
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
-        if lock(&self.inner.pending).remove(self.id).is_some() {
-            self.conn.send(Frame::new(FrameKind::Cancel, self.id));
-        }
+        cancel_pending(self.inner, self.conn, self.id);
+    }
+}
+
+/// Gives up on call `id` if it still waits: its pending entry goes, and
+/// the callee is told to stop.
+fn cancel_pending(inner: &Inner, conn: &ConnHandle, id: u64) {
+    if lock(&inner.pending).remove(id).is_some() {
+        conn.send(Frame::new(FrameKind::Cancel, id));
     }
 }
 
