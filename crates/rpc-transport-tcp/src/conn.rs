@@ -42,7 +42,7 @@ impl TcpConnection {
 /// Frames of a burst before its first write (see `FrameSink::first_write`)
 /// when the transport polls before it sleeps: its peers, configured alike,
 /// are awake to read, and each write is a system call.
-pub(crate) const POLLING_FIRST_WRITE: usize = 32;
+const POLLING_FIRST_WRITE: usize = 32;
 
 /// The first write of a burst for a transport that polls for `spin`.
 fn first_write(spin: std::time::Duration) -> usize {
