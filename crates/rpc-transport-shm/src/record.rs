@@ -108,6 +108,18 @@ impl Encoder {
         Ok(&self.scratch)
     }
 
+    /// Appends the body and the attachments of `frame`, whose head
+    /// [`head`](Self::head) encoded last (`head_len` bytes), to that head:
+    /// the whole record.
+    pub(crate) fn whole_record(&mut self, head_len: usize, frame: &Frame) -> &[u8] {
+        self.scratch.truncate(head_len);
+        self.scratch.extend_from_slice(&frame.body);
+        for a in &frame.attachments {
+            self.scratch.extend_from_slice(a);
+        }
+        &self.scratch
+    }
+
     /// The head [`head`](Self::head) encoded last, `len` bytes long.
     pub(crate) fn last_head(&self, len: usize) -> &[u8] {
         &self.scratch[..len.min(self.scratch.len())]

@@ -297,7 +297,9 @@ unsafe impl RingMem for ShmRing {
         unsafe {
             let data = self.data.as_ptr();
             std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(start), first);
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), data, src.len() - first);
+            if first < src.len() {
+                std::ptr::copy_nonoverlapping(src.as_ptr().add(first), data, src.len() - first);
+            }
         }
     }
 
@@ -322,7 +324,9 @@ unsafe impl RingMem for ShmRing {
         unsafe {
             let data = self.data.as_ptr();
             std::ptr::copy_nonoverlapping(data.add(start), dst, first);
-            std::ptr::copy_nonoverlapping(data, dst.add(first), len - first);
+            if first < len {
+                std::ptr::copy_nonoverlapping(data, dst.add(first), len - first);
+            }
         }
     }
 }

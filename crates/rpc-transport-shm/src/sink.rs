@@ -24,6 +24,10 @@ use crate::ring::Producer;
 use crate::segment::{Dir, Segment, ShmRing};
 use crate::wait::{BACKSTOP, EventFd, Peer, Stats, notify, spin};
 
+/// Records up to this long are put together whole before they go into the
+/// ring: one copy into shared memory rather than one per part.
+const SMALL_RECORD: usize = 128;
+
 /// Where the sink is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -199,16 +203,20 @@ impl ShmSink {
             return Ok(Some((head_len, frame)));
         }
         // The ring has room for the whole record: these writes complete.
+        let record_len = head_len as u64 + frame.payload_len();
+        if self.descs.is_empty() && record_len <= SMALL_RECORD as u64 {
+            // A small record is put together in the scratch and goes into
+            // the ring in one copy.
+            let record = self.enc.whole_record(head_len, &frame);
+            write_whole(&mut self.writer, &mut self.state, record)?;
+            return Ok(None);
+        }
         let head = self.enc.last_head(head_len);
         let parts = std::iter::once(head)
             .chain(std::iter::once(&frame.body[..]))
             .chain(frame.attachments.iter().map(|a| &a[..]));
         for part in parts {
-            let n = self.writer.tx.write(part).map_err(ShmError::from)?;
-            if n != part.len() {
-                self.state = State::Broken;
-                return Err(ShmError::Record("the ring lost room it had").into());
-            }
+            write_whole(&mut self.writer, &mut self.state, part)?;
         }
         Ok(None)
     }
@@ -235,6 +243,16 @@ impl ShmSink {
     fn alloc_is_empty(&self) -> bool {
         self.segment.layout().blocks == 0
     }
+}
+
+/// Writes `part`, which the ring surely has room for, at once.
+fn write_whole(writer: &mut Writer, state: &mut State, part: &[u8]) -> Result<(), TransportError> {
+    let n = writer.tx.write(part).map_err(ShmError::from)?;
+    if n != part.len() {
+        *state = State::Broken;
+        return Err(ShmError::Record("the ring lost room it had").into());
+    }
+    Ok(())
 }
 
 impl Writer {
@@ -302,6 +320,11 @@ impl Writer {
 #[async_trait]
 impl FrameSink for ShmSink {
     async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        // At once if the ring has room for the whole record; streamed
+        // otherwise.
+        let Some((_, frame)) = self.prepare(frame, true)? else {
+            return Ok(());
+        };
         let Some((head_len, frame)) = self.prepare(frame, false)? else {
             return Ok(());
         };

@@ -144,3 +144,27 @@ fn refuses_bad_records() {
         "does not match",
     );
 }
+
+#[test]
+fn a_whole_record_is_its_head_then_its_payload() {
+    let mut frame = Frame::new(FrameKind::Response, 9);
+    frame.body = Bytes::from_static(b"small");
+    frame.attachments = vec![
+        Bytes::from_static(b"a1"),
+        Bytes::new(),
+        Bytes::from_static(b"a3"),
+    ];
+    let mut enc = Encoder::new(1 << 20);
+    let mut parts = BytesMut::from(enc.head(&frame, &[]).unwrap());
+    let head_len = parts.len();
+    parts.extend_from_slice(b"smalla1a3");
+    let whole = BytesMut::from(enc.whole_record(head_len, &frame));
+    assert_eq!(whole, parts);
+    let mut dec = Decoder::new(1 << 20);
+    let mut buf = whole;
+    let got = dec
+        .decode(&mut buf, |_, _| Err(ShmError::Record("no arena")))
+        .unwrap();
+    assert_eq!(got, Some(frame));
+    assert!(buf.is_empty());
+}
