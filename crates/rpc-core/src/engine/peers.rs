@@ -70,6 +70,15 @@ impl Peers {
     ) -> Option<(Arc<ConnHandle>, bool)> {
         let mut inner = lock(&self.inner);
         let entry = inner.by_name.get_mut(name)?;
+        // The common case, one open connection the choice allows, without
+        // the rotation's and the policy's passes.
+        if let [only] = entry.conns.as_slice()
+            && !only.is_closed()
+            && choice.allows(only.info.transport)
+        {
+            entry.next = entry.next.wrapping_add(1);
+            return Some((only.clone(), false));
+        }
         if entry.conns.iter().any(|c| c.is_closed()) {
             entry.conns.retain(|c| !c.is_closed());
         }
