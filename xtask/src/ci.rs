@@ -82,9 +82,17 @@ const STEPS: &[Step] = &[
         name: "bench",
         action: Action::Cargo {
             args: &["bench", "--workspace", "--locked", "--no-run"],
-            env: &[],
+            env: NO_LTO,
         },
     },
+];
+
+/// The bench profile without the release profile's fat LTO and single
+/// codegen unit, for steps that only compile optimized code (the benchmarks,
+/// the loom models) and would otherwise spend minutes linking.
+const NO_LTO: &[(&str, &str)] = &[
+    ("CARGO_PROFILE_BENCH_LTO", "false"),
+    ("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "16"),
 ];
 
 /// The environment of the loom steps: loom's cfg, a target directory of
@@ -94,6 +102,8 @@ const LOOM_ENV: &[(&str, &str)] = &[
     ("RUSTFLAGS", "--cfg loom"),
     ("CARGO_TARGET_DIR", "target/loom"),
     ("LOOM_MAX_PREEMPTIONS", "3"),
+    ("CARGO_PROFILE_BENCH_LTO", "false"),
+    ("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "16"),
 ];
 
 /// Compiles the loom models without running them: part of every CI run, so
@@ -268,6 +278,18 @@ mod tests {
                 .windows(2)
                 .any(|w| w == ["--exclude", "rpc-bench"])
         );
+    }
+
+    #[test]
+    fn optimized_ci_steps_skip_lto() {
+        for step in steps(true) {
+            let Action::Cargo { args, env } = &step.action else {
+                continue;
+            };
+            let optimized = args.contains(&"bench") || args.contains(&"--release");
+            let lto_off = env.contains(&("CARGO_PROFILE_BENCH_LTO", "false"));
+            assert_eq!(optimized, lto_off, "step {}", step.name);
+        }
     }
 
     #[test]
