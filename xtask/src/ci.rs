@@ -88,8 +88,8 @@ const STEPS: &[Step] = &[
 ];
 
 /// The bench profile without the release profile's fat LTO and single
-/// codegen unit, for steps that only compile optimized code (the benchmarks,
-/// the loom models) and would otherwise spend minutes linking.
+/// codegen unit, for the step that only compiles the benchmarks and would
+/// otherwise spend minutes linking.
 const NO_LTO: &[(&str, &str)] = &[
     ("CARGO_PROFILE_BENCH_LTO", "false"),
     ("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "16"),
@@ -102,8 +102,9 @@ const LOOM_ENV: &[(&str, &str)] = &[
     ("RUSTFLAGS", "--cfg loom"),
     ("CARGO_TARGET_DIR", "target/loom"),
     ("LOOM_MAX_PREEMPTIONS", "3"),
-    ("CARGO_PROFILE_BENCH_LTO", "false"),
-    ("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "16"),
+    // `cargo test --release` builds with the release profile itself.
+    ("CARGO_PROFILE_RELEASE_LTO", "false"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
 ];
 
 /// Compiles the loom models without running them: part of every CI run, so
@@ -286,9 +287,17 @@ mod tests {
             let Action::Cargo { args, env } = &step.action else {
                 continue;
             };
-            let optimized = args.contains(&"bench") || args.contains(&"--release");
-            let lto_off = env.contains(&("CARGO_PROFILE_BENCH_LTO", "false"));
-            assert_eq!(optimized, lto_off, "step {}", step.name);
+            // `cargo bench` builds with the bench profile, `--release` with
+            // the release profile.
+            let profile = if args.contains(&"bench") {
+                Some("CARGO_PROFILE_BENCH_LTO")
+            } else if args.contains(&"--release") {
+                Some("CARGO_PROFILE_RELEASE_LTO")
+            } else {
+                None
+            };
+            let lto_off = env.iter().find(|(_, v)| *v == "false").map(|(k, _)| *k);
+            assert_eq!(profile, lto_off, "step {}", step.name);
         }
     }
 
