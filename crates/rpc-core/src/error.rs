@@ -75,11 +75,15 @@ pub enum Error {
     /// Arguments or a result could not be encoded or decoded.
     #[error("codec error: {0}")]
     Codec(#[from] CodecError),
-    /// The connection to the peer was lost while the call was pending.
-    #[error("connection to {peer} lost")]
+    /// The connection to the peer was lost while the call was pending (the
+    /// callee may have run it), or was lost before and did not come back
+    /// before the deadline.
+    #[error("connection to {peer} lost: {reason}")]
     Disconnected {
         /// The peer whose connection closed.
         peer: String,
+        /// Why it closed, and where (a relay on the path, say).
+        reason: String,
     },
     /// The call was cancelled, by the caller or by the callee.
     #[error("call cancelled")]
@@ -136,6 +140,29 @@ pub enum Error {
         #[source]
         error: BulkError,
     },
+}
+
+impl Error {
+    /// Whether the call certainly never reached a handler, so that trying it
+    /// on another peer cannot run it twice: no path led to the callee, the
+    /// callee does not have the function, or it refused the call before
+    /// running it.
+    ///
+    /// A call that was sent and then lost its connection
+    /// ([`Disconnected`](Self::Disconnected)) or its deadline
+    /// ([`Timeout`](Self::Timeout)) may have run: retry those only when the
+    /// function is idempotent.
+    pub fn never_delivered(&self) -> bool {
+        matches!(
+            self,
+            Self::NoSuchPeer { .. }
+                | Self::Unreachable { .. }
+                | Self::NoSuchFunction { .. }
+                | Self::NoSuchProvider { .. }
+                | Self::Overloaded { .. }
+                | Self::Transport(_)
+        )
+    }
 }
 
 /// Why a bulk access to an exposed region was refused.

@@ -236,7 +236,7 @@ fn the_end_of_the_connection_during_the_spin_fails_the_call() {
         let got = rpc.call::<()>("server", "quit", &()).await;
         assert!(started.elapsed() < QUICK, "the spin missed the end");
         assert!(
-            matches!(got, Err(Error::Disconnected { ref peer }) if peer == "server"),
+            matches!(got, Err(Error::Disconnected { ref peer, .. }) if peer == "server"),
             "{got:?}"
         );
     });

@@ -183,7 +183,14 @@ pub const BUILTINS: &[&str] = &["echo", "echos", "sum"];
 /// - `echo`: returns its one argument (all of them as a list if several);
 /// - `echos`: returns its arguments as a list;
 /// - `sum`: returns the sum of its numeric arguments.
+///
+/// All three are pure, so they are declared idempotent on this node
+/// ([`Node::set_idempotent`]): its cluster calls to them fail over even
+/// after losing a node mid-call.
 pub fn register_builtins(node: &Node, names: &[&str]) -> Result<(), DiscoveryError> {
+    for name in BUILTINS {
+        node.set_idempotent(name);
+    }
     for name in names {
         match *name {
             "echo" => node.define_json("echo", |mut args| async move {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpc_core::{Blob, HandlerError, Rpc};
+use rpc_core::{Blob, CallOptions, HandlerError, Rpc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -94,6 +94,9 @@ pub(crate) struct NodeInner {
     pub config: DiscoveryConfig,
     /// Cluster calls in flight per node, for load spreading.
     pub in_flight: Mutex<HashMap<String, usize>>,
+    /// Functions whose cluster calls may run twice (see
+    /// [`Node::set_idempotent`]).
+    pub idempotent: Mutex<BTreeSet<String>>,
     /// Keeps the coordinator of collectives alive as long as the node.
     pub _collectives: Arc<crate::group::Collectives>,
     _stop: DropGuard,
@@ -173,6 +176,7 @@ impl Node {
                 groups,
                 config,
                 in_flight: Mutex::default(),
+                idempotent: Mutex::default(),
                 _collectives: collectives,
                 _stop: stop.drop_guard(),
             }),
@@ -377,6 +381,15 @@ impl Node {
     /// Calls `function` with `args` on a live node that has it and every
     /// one of `resources` (a superset is fine), spreading the load with the
     /// power of two choices over calls in flight. Returns which node served.
+    ///
+    /// Fails over within the engine's timeout: a node whose direct link
+    /// this engine lost is left out at once, and a call that certainly
+    /// never reached a handler ([`rpc_core::Error::never_delivered`]: no
+    /// path, a refused reconnect, no such function there, overloaded) is
+    /// tried on another matching node. A call that was delivered and then
+    /// lost its connection is tried again only if `function` was declared
+    /// idempotent ([`set_idempotent`](Self::set_idempotent)); otherwise
+    /// its `Disconnected` error is returned, since it may have run.
     pub async fn call_any<A, R>(
         &self,
         function: &str,
@@ -391,6 +404,14 @@ impl Node {
         self.call_any_in(function, &wanted, args).await
     }
 
+    /// Declares that running `function` twice is harmless, so that a
+    /// cluster call to it that lost its node mid-call is tried on another
+    /// node ([`call_any`](Self::call_any)). The built-in JSON functions are
+    /// declared by [`register_builtins`](crate::register_builtins).
+    pub fn set_idempotent(&self, function: &str) {
+        crate::lock(&self.inner.idempotent).insert(function.to_owned());
+    }
+
     /// [`call_any`](Self::call_any) with the resources as a set.
     pub(crate) async fn call_any_in<A, R>(
         &self,
@@ -402,13 +423,37 @@ impl Node {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let target = self.pick_server(function, resources)?;
-        let _guard = InFlight::new(self, &target);
-        let value = self.inner.rpc.call(&target, function, args).await?;
-        Ok(Served {
-            node: target,
-            value,
-        })
+        let rpc = &self.inner.rpc;
+        let deadline = tokio::time::Instant::now() + rpc.timeout();
+        let idempotent = crate::lock(&self.inner.idempotent).contains(function);
+        let mut tried = BTreeSet::new();
+        let mut last: Option<rpc_core::Error> = None;
+        loop {
+            let target = match self.pick_server(function, resources, &tried) {
+                Ok(target) => target,
+                Err(none) => return Err(last.map_or(none, DiscoveryError::Rpc)),
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let options = CallOptions::default().timeout(left);
+            let _guard = InFlight::new(self, &target);
+            let error = match rpc.call_with(&target, function, args, options).await {
+                Ok(value) => {
+                    return Ok(Served {
+                        node: target,
+                        value,
+                    });
+                }
+                Err(e) => e,
+            };
+            let again = error.never_delivered()
+                || (idempotent && matches!(error, rpc_core::Error::Disconnected { .. }));
+            if !again || left.is_zero() {
+                return Err(error.into());
+            }
+            tracing::debug!(%function, node = %target, "cluster call failed over: {error}");
+            tried.insert(target);
+            last = Some(error);
+        }
     }
 
     /// The live servers having `function` and `resources`, sorted.
@@ -423,12 +468,21 @@ impl Node {
         v
     }
 
+    /// A node for a cluster call, not one of `tried`. Nodes whose direct
+    /// link this engine lost are chosen only when no other is left (their
+    /// calls then fail at once, naming the cause).
     pub(crate) fn pick_server(
         &self,
         function: &str,
         resources: &BTreeSet<String>,
+        tried: &BTreeSet<String>,
     ) -> Result<String, DiscoveryError> {
-        let candidates = self.servers_for(function, resources);
+        let mut candidates = self.servers_for(function, resources);
+        candidates.retain(|c| !tried.contains(c));
+        let rpc = &self.inner.rpc;
+        if candidates.iter().any(|c| rpc.link_lost(c).is_none()) {
+            candidates.retain(|c| rpc.link_lost(c).is_none());
+        }
         let load = |n: &String| {
             crate::lock(&self.inner.in_flight)
                 .get(n)
@@ -495,8 +549,12 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(n) = crate::lock(&self.node.inner.in_flight).get_mut(&self.target) {
+        let mut in_flight = crate::lock(&self.node.inner.in_flight);
+        if let Some(n) = in_flight.get_mut(&self.target) {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                in_flight.remove(&self.target);
+            }
         }
     }
 }

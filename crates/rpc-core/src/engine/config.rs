@@ -39,6 +39,21 @@ pub struct Config {
     pub reconnect_min: Duration,
     /// The longest reconnect delay. Default: 5 s.
     pub reconnect_max: Duration,
+    /// How long one connection attempt may take before it counts as
+    /// failed. Default: 10 s.
+    pub connect_timeout: Duration,
+    /// How long calls wait for a lost peer that this engine cannot redial
+    /// (the peer had connected to us) to come back, before they fail with
+    /// [`Error::Unreachable`](crate::Error::Unreachable). A peer we redial
+    /// needs no grace: the first reconnect's outcome decides at once.
+    /// Default: 1 s.
+    pub reconnect_grace: Duration,
+    /// How long the engine remembers a peer whose every connection closed
+    /// (for the cause it reports to calls) before it forgets it; a peer
+    /// that `connect` keeps redialing is never forgotten. Keeps per-peer
+    /// state proportional to live peers when clients come and go.
+    /// Default: 60 s.
+    pub forget_after: Duration,
     /// How many relays a routed call may pass through (see
     /// [`Router`](crate::Router)). Default: 8.
     pub max_hops: u8,
@@ -74,6 +89,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            reconnect_grace: Duration::from_secs(1),
+            forget_after: Duration::from_secs(60),
             max_hops: 8,
             hop_reserve: Duration::from_millis(1),
             caller_spin: Duration::from_micros(50),

@@ -169,10 +169,14 @@ pub(crate) async fn run_connection(
     // still go out, then a goodbye, then the sink closes.
     handle.outbox.close_after(control_frame(&Control::Goodbye));
     handle.stop();
-    inner.peers.unregister(&handle);
+    let cause = end.cause();
+    if inner.peers.unregister(&handle, &cause) {
+        forget_later(&inner, &peer);
+    }
     for waiter in inner.pending_remove_conn(handle.id) {
         let _ = waiter.send(Err(Error::Disconnected {
             peer: peer.to_string(),
+            reason: cause.clone(),
         }));
     }
     for (_, token) in lock(&incoming).drain() {
@@ -184,6 +188,28 @@ pub(crate) async fn run_connection(
         ReadEnd::Rejected(reject) => Err(reject_error(reject)),
         _ => Ok(peer),
     }
+}
+
+/// Forgets a lost peer after [`Config::forget_after`] unless it came back
+/// or something keeps reconnecting to it meanwhile.
+///
+/// [`Config::forget_after`]: crate::Config::forget_after
+fn forget_later(inner: &Arc<Inner>, peer: &Arc<str>) {
+    let Some(since) = inner.peers.lost_since(peer) else {
+        return;
+    };
+    let (inner2, peer) = (inner.clone(), peer.clone());
+    let after = inner.config.forget_after;
+    inner.spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(after) => {}
+            () = inner2.shutdown.cancelled() => return,
+        }
+        if inner2.peers.forget_if_lost(&peer, since) {
+            tracing::debug!(%peer, "forgot a lost peer");
+            inner2.bump_peers();
+        }
+    });
 }
 
 /// When a network connection turns out to reach a peer on this very host,
@@ -298,7 +324,20 @@ enum ReadEnd {
     Goodbye,
     Rejected(Reject),
     Shutdown,
-    Error,
+    Error(String),
+}
+
+impl ReadEnd {
+    /// Why the connection ended, for errors and the peer table.
+    fn cause(&self) -> String {
+        match self {
+            Self::Closed => "the connection closed".to_owned(),
+            Self::Goodbye => "the peer closed the connection".to_owned(),
+            Self::Rejected(r) => format!("the peer refused the connection: {r:?}"),
+            Self::Shutdown => "this engine shut down".to_owned(),
+            Self::Error(e) => e.clone(),
+        }
+    }
 }
 
 /// Where a reader receives from: the stream itself when no caller may
@@ -361,7 +400,7 @@ async fn read_loop(
             Ok(None) => return ReadEnd::Closed,
             Err(e) => {
                 tracing::warn!(peer = %conn.peer, "closing connection: {e}");
-                return ReadEnd::Error;
+                return ReadEnd::Error(e.to_string());
             }
         };
         // Every frame that has already arrived is handled before anything
@@ -395,7 +434,7 @@ async fn read_loop(
                 Some(Ok(None)) => Some(ReadEnd::Closed),
                 Some(Err(e)) => {
                     tracing::warn!(peer = %conn.peer, "closing connection: {e}");
-                    Some(ReadEnd::Error)
+                    Some(ReadEnd::Error(e.to_string()))
                 }
             };
         }
@@ -502,7 +541,7 @@ fn on_frame(
             }
             Err(e) => {
                 tracing::warn!(peer = %conn.peer, "closing connection: bad control frame: {e}");
-                Some(ReadEnd::Error)
+                Some(ReadEnd::Error(format!("bad control frame: {e}")))
             }
         },
     }
@@ -548,6 +587,11 @@ fn on_request(
 /// Keeps an outbound connection up: connects, runs it, and reconnects with
 /// exponential backoff and jitter until the engine shuts down or the peer
 /// refuses us for good.
+///
+/// Once the peer is known by name, a failed reconnect is recorded in the
+/// peer table (calls to it then fail at once, `route.rs`), and a call that
+/// finds that evidence stale wakes this loop for an attempt now instead of
+/// after the backoff.
 pub(crate) async fn keep_connected(
     inner: Arc<Inner>,
     addr: crate::transport::Address,
@@ -555,6 +599,13 @@ pub(crate) async fn keep_connected(
 ) {
     let cfg = inner.config.clone();
     let mut backoff = cfg.reconnect_min;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // The peer's name, once a connection told it.
+    let mut name: Option<Arc<str>> = None;
+    let _redial = RedialGuard {
+        inner: &inner,
+        name: std::sync::Mutex::new(None),
+    };
     loop {
         if inner.is_shut() {
             return;
@@ -563,7 +614,21 @@ pub(crate) async fn keep_connected(
         // its own when the engine shuts down.
         let connect = async {
             let transport = inner.transport_for(&addr)?;
-            Ok::<_, Error>(transport.connect(&addr, &inner.conn_options()).await?)
+            match tokio::time::timeout(
+                cfg.connect_timeout,
+                transport.connect(&addr, &inner.conn_options()),
+            )
+            .await
+            {
+                Ok(conn) => Ok::<_, Error>(conn?),
+                Err(_) => Err(Error::Transport(TransportError::io(
+                    "connect",
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {:?}", cfg.connect_timeout),
+                    ),
+                ))),
+            }
         };
         let connected = tokio::select! {
             c = connect => c,
@@ -573,7 +638,12 @@ pub(crate) async fn keep_connected(
             Ok(conn) => {
                 let started = Instant::now();
                 let ok_report = report.clone();
-                let on_up = move |name: &str| ok_report(Ok(Arc::from(name)));
+                let (inner2, wake2, redial) = (inner.clone(), wake.clone(), &_redial);
+                let on_up = move |peer: &str| {
+                    inner2.peers.set_redial(peer, Some(wake2.clone()));
+                    redial.track(peer);
+                    ok_report(Ok(Arc::from(peer)));
+                };
                 let r =
                     run_connection(inner.clone(), conn, Direction::Outbound, Some(&on_up)).await;
                 Ok((r, started.elapsed()))
@@ -584,14 +654,25 @@ pub(crate) async fn keep_connected(
             return;
         }
         match outcome {
-            Ok((Ok(_), lasted)) => {
+            Ok((Ok(peer), lasted)) => {
+                name = Some(peer);
                 if lasted > cfg.reconnect_max {
                     backoff = cfg.reconnect_min;
+                }
+                // The first attempt after a loss goes at once: its outcome
+                // decides whether calls to the peer wait or fail. A
+                // connection that ended at once backs off as usual.
+                if lasted >= cfg.reconnect_min {
+                    continue;
                 }
             }
             Ok((Err(e), _)) | Err(e) => {
                 let fatal = matches!(e, Error::DuplicateName { .. } | Error::InvalidArgument(_));
                 tracing::debug!(%addr, "connection attempt failed: {e}");
+                if let Some(peer) = &name {
+                    inner.peers.redial_failed(peer, format!("{addr}: {e}"));
+                    inner.bump_peers();
+                }
                 report(Err(e));
                 if fatal {
                     return;
@@ -602,9 +683,32 @@ pub(crate) async fn keep_connected(
         let wait = backoff.mul_f64(jitter).min(cfg.reconnect_max);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => {}
             () = inner.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(cfg.reconnect_max);
+    }
+}
+
+/// Tells the peer table that nothing redials the peer any more when a
+/// [`keep_connected`] loop ends.
+struct RedialGuard<'a> {
+    inner: &'a Inner,
+    name: std::sync::Mutex<Option<Arc<str>>>,
+}
+
+impl RedialGuard<'_> {
+    fn track(&self, peer: &str) {
+        *lock(&self.name) = Some(Arc::from(peer));
+    }
+}
+
+impl Drop for RedialGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(peer) = lock(&self.name).take() {
+            self.inner.peers.set_redial(&peer, None);
+            self.inner.bump_peers();
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::error::{BulkError, Error};
 
 /// The engine protocol spoken inside control frames. Bumped when the
 /// handshake changes incompatibly.
-pub(crate) const ENGINE_PROTOCOL: u32 = 1;
+pub(crate) const ENGINE_PROTOCOL: u32 = 2;
 
 /// Built-in method names start with this prefix; users cannot define them.
 pub(crate) const RESERVED_PREFIX: &str = "__rpc.";
@@ -97,6 +97,14 @@ pub(crate) enum WireError {
         /// Why, and where.
         reason: String,
     },
+    /// A relay lost its link onward after forwarding the request: the
+    /// destination may have run it.
+    Disconnected {
+        /// The destination.
+        peer: String,
+        /// Why, and where.
+        reason: String,
+    },
 }
 
 impl WireError {
@@ -136,6 +144,7 @@ impl WireError {
             Self::NoSuchPeer(peer) => Error::NoSuchPeer { peer },
             Self::Bulk(error) => Error::Bulk { peer, error },
             Self::Unreachable { peer, reason } => Error::Unreachable { peer, reason },
+            Self::Disconnected { peer, reason } => Error::Disconnected { peer, reason },
         }
     }
 }

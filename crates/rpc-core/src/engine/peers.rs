@@ -2,6 +2,10 @@
 
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::conn::ConnHandle;
 use super::control::Reject;
@@ -24,6 +28,47 @@ pub(crate) struct PeerEntry {
     pub incarnation: u128,
     pub conns: Vec<Arc<ConnHandle>>,
     next: usize,
+    /// Set when the last connection closed, cleared when one comes up.
+    lost: Option<Lost>,
+    /// The wake-up of the task that keeps reconnecting to this peer (one
+    /// started by `Rpc::connect`), while there is one.
+    redial: Option<Arc<Notify>>,
+}
+
+/// What the engine knows of a peer whose every connection closed.
+#[derive(Debug, Clone)]
+struct Lost {
+    since: Instant,
+    /// Why the last connection ended.
+    cause: String,
+    /// The last reconnect attempt since, if it failed: local evidence that
+    /// the peer is gone (a refused connect, say).
+    failed: Option<(Instant, String)>,
+}
+
+/// What a call to a peer with no live connection should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    /// Nothing known against it: route or wait as usual.
+    Unknown,
+    /// The link was lost and a reconnect (or the peer's return) may come
+    /// soon: wait for a change of the peer table, at most until the given
+    /// instant (then look again).
+    Waiting(Option<Instant>),
+    /// The link was lost and the evidence says the peer is gone: fail now.
+    Gone(String),
+}
+
+/// How long calls wait for a lost peer to come back, and how fresh a failed
+/// reconnect must be to fail calls without asking for another attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LossPolicy {
+    /// How long a peer we cannot redial (it connected to us) has to come
+    /// back before calls to it fail.
+    pub grace: Duration,
+    /// A failed reconnect older than this makes a call ask for a new
+    /// attempt (and wait for its outcome) before it fails.
+    pub fresh: Duration,
 }
 
 impl Peers {
@@ -38,6 +83,8 @@ impl Peers {
                 incarnation: conn.incarnation,
                 conns: Vec::new(),
                 next: 0,
+                lost: None,
+                redial: None,
             });
         entry.conns.retain(|c| !c.is_closed());
         if entry.incarnation != conn.incarnation {
@@ -48,15 +95,118 @@ impl Peers {
             entry.incarnation = conn.incarnation;
         }
         entry.conns.push(conn);
+        entry.lost = None;
         Ok(())
     }
 
-    /// Removes a connection.
-    pub(crate) fn unregister(&self, conn: &ConnHandle) {
+    /// Removes a connection that ended because of `cause`. Returns whether
+    /// it was the peer's last one (the peer is now lost).
+    pub(crate) fn unregister(&self, conn: &ConnHandle, cause: &str) -> bool {
         let mut inner = lock(&self.inner);
-        if let Some(entry) = inner.by_name.get_mut(&conn.peer) {
-            entry.conns.retain(|c| c.id != conn.id);
+        let Some(entry) = inner.by_name.get_mut(&conn.peer) else {
+            return false;
+        };
+        entry.conns.retain(|c| c.id != conn.id && !c.is_closed());
+        if !entry.conns.is_empty() || entry.incarnation != conn.incarnation {
+            return false;
         }
+        entry.lost = Some(Lost {
+            since: Instant::now(),
+            cause: cause.to_owned(),
+            failed: None,
+        });
+        true
+    }
+
+    /// Records that a reconnect to `name` failed with `error`, evidence
+    /// that the peer is gone while it has no live connection.
+    pub(crate) fn redial_failed(&self, name: &str, error: String) {
+        let mut inner = lock(&self.inner);
+        if let Some(lost) = inner.by_name.get_mut(name).and_then(|e| e.lost.as_mut()) {
+            lost.failed = Some((Instant::now(), error));
+        }
+    }
+
+    /// Notes that a task keeps reconnecting to `name`, woken early by
+    /// `wake` when a call wants a fresh attempt; `None` when it stops.
+    pub(crate) fn set_redial(&self, name: &str, wake: Option<Arc<Notify>>) {
+        let mut inner = lock(&self.inner);
+        if let Some(entry) = inner.by_name.get_mut(name) {
+            entry.redial = wake;
+        }
+    }
+
+    /// What a call to `name`, which has no live connection, should do.
+    /// Asks the reconnecting task for an attempt now when the last failure
+    /// is older than `policy.fresh`.
+    pub(crate) fn link_state(&self, name: &str, now: Instant, policy: LossPolicy) -> LinkState {
+        let inner = lock(&self.inner);
+        let Some(entry) = inner.by_name.get(name) else {
+            return LinkState::Unknown;
+        };
+        let Some(lost) = entry.lost.as_ref() else {
+            return LinkState::Unknown;
+        };
+        if entry.conns.iter().any(|c| !c.is_closed()) {
+            return LinkState::Unknown;
+        }
+        match (&lost.failed, &entry.redial) {
+            (Some((at, _)), Some(wake)) if now.saturating_duration_since(*at) >= policy.fresh => {
+                // Old evidence: the peer may be back. Ask for an attempt now
+                // and wait for its outcome (a change of the peer table).
+                wake.notify_one();
+                LinkState::Waiting(None)
+            }
+            (Some((_, error)), _) => LinkState::Gone(format!(
+                "connection lost ({}); reconnecting failed: {error}",
+                lost.cause
+            )),
+            (None, Some(_)) => LinkState::Waiting(None),
+            (None, None) => {
+                let until = lost.since + policy.grace;
+                if now < until {
+                    LinkState::Waiting(Some(until))
+                } else {
+                    LinkState::Gone(format!(
+                        "connection lost ({}) and the peer did not come back within {:?}",
+                        lost.cause, policy.grace
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The cause of the loss of `name`'s link, while it has no live
+    /// connection after having had one.
+    pub(crate) fn lost_cause(&self, name: &str) -> Option<String> {
+        let inner = lock(&self.inner);
+        let entry = inner.by_name.get(name)?;
+        let lost = entry.lost.as_ref()?;
+        (!entry.conns.iter().any(|c| !c.is_closed())).then(|| match &lost.failed {
+            Some((_, error)) => format!("{}; reconnecting failed: {error}", lost.cause),
+            None => lost.cause.clone(),
+        })
+    }
+
+    /// When `name` was lost, if it is.
+    pub(crate) fn lost_since(&self, name: &str) -> Option<Instant> {
+        lock(&self.inner).by_name.get(name)?.lost.as_ref().map(|l| l.since)
+    }
+
+    /// Forgets `name` if it is still lost since `since` and nothing
+    /// reconnects to it: per-peer state stays proportional to live peers
+    /// (and those we keep dialing).
+    pub(crate) fn forget_if_lost(&self, name: &str, since: Instant) -> bool {
+        let mut inner = lock(&self.inner);
+        let forget = inner.by_name.get(name).is_some_and(|e| {
+            e.conns.iter().all(|c| c.is_closed())
+                && e.redial.is_none()
+                && e.lost.as_ref().is_some_and(|l| l.since == since)
+        });
+        if forget {
+            inner.by_name.remove(name);
+        }
+        forget
     }
 
     /// A live connection to `name` allowed by `choice`, and whether its
@@ -131,11 +281,6 @@ impl Peers {
             .by_name
             .get(name)
             .is_some_and(|e| e.conns.iter().any(|c| c.local && !c.is_closed()))
-    }
-
-    /// Whether `name` was ever connected.
-    pub(crate) fn known(&self, name: &str) -> bool {
-        lock(&self.inner).by_name.contains_key(name)
     }
 
     /// A snapshot for `debug_info`: (name, incarnation, connections).

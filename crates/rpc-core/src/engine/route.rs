@@ -29,6 +29,7 @@ use super::call::CancelOnDrop;
 use super::conn::ConnHandle;
 use super::control::WireError;
 use super::handler::{IncomingTable, error_frame, lock};
+use super::peers::{LinkState, LossPolicy};
 use super::{Inner, Rpc, Waiter};
 use crate::error::Error;
 use crate::wire::{Frame, FrameKind, Route};
@@ -76,6 +77,16 @@ impl Rpc {
     /// Tells calls waiting for a route that the router's view changed.
     pub fn routes_changed(&self) {
         self.inner.bump_peers();
+    }
+
+    /// Why the direct link to `peer` is down, when this engine had one and
+    /// lost it and it has not come back (a refused reconnect, a reset, the
+    /// peer's goodbye); `None` while connected, or for a peer never
+    /// connected or already forgotten ([`Config::forget_after`]).
+    ///
+    /// [`Config::forget_after`]: crate::Config::forget_after
+    pub fn link_lost(&self, peer: &str) -> Option<String> {
+        self.inner.peers.lost_cause(peer)
     }
 
     /// The names of the peers with a live direct connection, sorted.
@@ -127,16 +138,29 @@ impl Inner {
 
     /// The connection to send a frame for `dst` on, and the envelope it
     /// needs if that is not `dst` itself; never the connection to `except`.
+    ///
+    /// A peer whose direct link was lost is not routed around: the local
+    /// evidence (a refused reconnect, say) decides, before any router,
+    /// which may not have heard of the loss yet.
     fn next_conn(
         &self,
         dst: &str,
         except: Option<&str>,
-    ) -> Result<(Arc<ConnHandle>, bool), Option<String>> {
+    ) -> Result<(Arc<ConnHandle>, bool), NoPath> {
         if let Some((conn, _)) = self.pick(dst) {
             return Ok((conn, false));
         }
+        let policy = LossPolicy {
+            grace: self.config.reconnect_grace,
+            fresh: self.config.reconnect_min,
+        };
+        match self.peers.link_state(dst, Instant::now(), policy) {
+            LinkState::Gone(reason) => return Err(NoPath::Gone(reason)),
+            LinkState::Waiting(until) => return Err(NoPath::Wait(until)),
+            LinkState::Unknown => {}
+        }
         let Some(router) = self.router() else {
-            return Err(None);
+            return Err(NoPath::Wait(None));
         };
         if let Some(hop) = router.next_hop(dst)
             && Some(&*hop) != except
@@ -144,8 +168,19 @@ impl Inner {
         {
             return Ok((conn, true));
         }
-        Err(router.unreachable(dst))
+        Err(router
+            .unreachable(dst)
+            .map_or(NoPath::Wait(None), NoPath::Gone))
     }
+}
+
+/// Why [`Inner::next_conn`] found no connection.
+enum NoPath {
+    /// Nothing yet: a connection or route may come; look again on a change
+    /// of the peer table, or at the given instant.
+    Wait(Option<Instant>),
+    /// The peer is known to be gone, for this reason.
+    Gone(String),
 }
 
 /// Where a call goes first.
@@ -203,21 +238,28 @@ async fn resolve_slow(inner: &Inner, peer: &str, deadline: Instant) -> Result<Pa
                     waited: true,
                 });
             }
-            Err(Some(reason)) => {
+            Err(NoPath::Gone(reason)) => {
                 return Err(Error::Unreachable {
                     peer: peer.to_owned(),
                     reason,
                 });
             }
-            Err(None) => {}
+            Err(NoPath::Wait(until)) => {
+                if let Some(until) = until.filter(|u| *u < deadline) {
+                    tokio::select! {
+                        () = changed => {}
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                    continue;
+                }
+            }
         }
         tokio::select! {
             () = changed => {}
             () = tokio::time::sleep_until(deadline) => {
-                return Err(if inner.peers.known(peer) {
-                    Error::Disconnected { peer: peer.to_owned() }
-                } else {
-                    Error::NoSuchPeer { peer: peer.to_owned() }
+                return Err(match inner.peers.lost_cause(peer) {
+                    Some(reason) => Error::Disconnected { peer: peer.to_owned(), reason },
+                    None => Error::NoSuchPeer { peer: peer.to_owned() },
                 });
             }
         }
@@ -264,8 +306,15 @@ pub(crate) fn relay(
     };
     let out = match inner.next_conn(&route.dst, Some(&from.peer)) {
         Ok((conn, _)) => conn,
-        Err(reason) => {
-            refuse(reason.unwrap_or_else(|| format!("no route from {me}")));
+        Err(NoPath::Gone(reason)) => {
+            refuse(format!("at relay {me}: {reason}"));
+            return;
+        }
+        Err(NoPath::Wait(_)) => {
+            refuse(match inner.peers.lost_cause(&route.dst) {
+                Some(cause) => format!("relay {me} lost its link to it just now ({cause})"),
+                None => format!("relay {me} has no link or route to it"),
+            });
             return;
         }
     };
@@ -314,13 +363,23 @@ pub(crate) fn relay(
                 out.send(Frame::new(FrameKind::Cancel, id));
                 return;
             }
-            Some(Ok(Err(e))) => error_frame(
-                orig_id,
-                &WireError::Unreachable {
-                    peer: dst.to_string(),
-                    reason: format!("relay {}: {e}", inner2.name()),
-                },
-            ),
+            // The request went on, so the destination may have run it: a
+            // lost link here is a disconnection, never "unreachable"
+            // (which promises the call was not delivered).
+            Some(Ok(Err(Error::ShutDown))) => error_frame(orig_id, &WireError::ShuttingDown),
+            Some(Ok(Err(e))) => {
+                let reason = match e {
+                    Error::Disconnected { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                error_frame(
+                    orig_id,
+                    &WireError::Disconnected {
+                        peer: dst.to_string(),
+                        reason: format!("at relay {}: {reason}", inner2.name()),
+                    },
+                )
+            }
             Some(Err(_)) => error_frame(orig_id, &WireError::ShuttingDown),
             // Cancelled: the guard tells the next hop to stop.
             None => return,

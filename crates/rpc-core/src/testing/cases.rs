@@ -327,7 +327,7 @@ pub async fn server_drop_fails_pending_calls_fast(h: Arc<dyn Harness>) {
     f.server.shutdown();
     for call in calls {
         match call.await.expect("task") {
-            Err(Error::Disconnected { peer }) => assert_eq!(peer, "server"),
+            Err(Error::Disconnected { peer, .. }) => assert_eq!(peer, "server"),
             other => panic!("expected Disconnected, got {other:?}"),
         }
     }
