@@ -105,6 +105,105 @@ async fn until(
     }
 }
 
+/// Waits until the node `node` lists every one of `names` as alive and
+/// directly linked (`rpc members`' function).
+async fn until_direct(client: &Rpc, node: &str, names: &[&str]) {
+    let started = Instant::now();
+    loop {
+        let text: String = client
+            .call(node, "__cli.members", &())
+            .await
+            .unwrap_or_default();
+        let ok = names.iter().all(|n| {
+            text.lines()
+                .any(|l| l.trim_start().starts_with(n) && l.contains("Alive direct"))
+        });
+        if ok {
+            return;
+        }
+        assert!(started.elapsed() < DEADLINE, "never converged:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_of_one_replica_every_plan_is_served_by_the_other() {
+    let dir = scratch_dir().join("replicas");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let mut nodes = Nodes(Vec::new());
+    nodes.0.push(start(
+        &dir,
+        "node-1",
+        &config("node-1", p1, None, &["model-a"]),
+    ));
+    nodes.0.push(start(
+        &dir,
+        "node-2",
+        &config("node-2", p2, Some(p1), &["model-a"]),
+    ));
+    nodes
+        .0
+        .push(start(&dir, "node-3", &config("node-3", p3, Some(p1), &[])));
+    let client = Rpc::new();
+    client.add_transport(TcpTransport::new());
+    let node3 = client
+        .connect(&format!("tcp://127.0.0.1:{p3}"))
+        .unwrap()
+        .established(DEADLINE)
+        .await
+        .unwrap();
+    // A second client, linked to node-2 itself.
+    let direct = Rpc::new();
+    direct.add_transport(TcpTransport::new());
+    let node2 = direct
+        .connect(&format!("tcp://127.0.0.1:{p2}"))
+        .unwrap()
+        .established(DEADLINE)
+        .await
+        .unwrap();
+    until_direct(&client, &node3, &["node-1", "node-2"]).await;
+    let plan = Plan::from_json_str(r#"[["a", "echo", ["x"], ["model-a"]]]"#).unwrap();
+
+    // SIGKILL: no goodbye; the membership still lists node-2 as alive for
+    // a while after this.
+    nodes.0[1].kill().unwrap();
+    nodes.0[1].wait().unwrap();
+    let killed = Instant::now();
+    for i in 0..100 {
+        let r = rpc_discovery::request(&client, &node3, &plan, Duration::from_secs(30)).await;
+        assert_eq!(
+            r.map(|r| r.to_string()).map_err(|e| e.to_string()),
+            Ok(r#"{"a": "x"}"#.to_owned()),
+            "plan {i} after the kill"
+        );
+    }
+    eprintln!(
+        "100 plans through the balancer after kill -9: {:?}",
+        killed.elapsed()
+    );
+
+    // A call straight to the killed peer fails fast, naming it and the
+    // refused reconnect, far inside its 30 s deadline.
+    let started = Instant::now();
+    let r: Result<String, _> = direct
+        .call_with(
+            &node2,
+            "__cli.members",
+            &(),
+            rpc_core::CallOptions::default().timeout(Duration::from_secs(30)),
+        )
+        .await;
+    let took = started.elapsed();
+    eprintln!("a call to the killed peer failed after {took:?}: {r:?}");
+    assert!(
+        matches!(&r, Err(rpc_core::Error::Unreachable { peer, .. }) if *peer == node2),
+        "{r:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_from_toml_run_plans_and_survive_a_kill() {
     let dir = scratch_dir();

@@ -103,6 +103,90 @@ async fn a_dead_server_is_no_longer_chosen() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lost_replica_leaves_the_choice_at_once_and_no_call_fails() {
+    let sim = cluster().await;
+    // n1 dies: its links reset and reconnects are refused, long before the
+    // membership's suspicion ends (n1 is still a live member below).
+    sim.net.isolate("n1");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(sim.nodes[0].alive().contains("n1"));
+    let started = tokio::time::Instant::now();
+    for _ in 0..100 {
+        let served = sim.nodes[0]
+            .call_any::<_, String>("echo", &["a"], "x")
+            .await
+            .unwrap();
+        assert_eq!(served.node, "n2");
+    }
+    // Failing over costs no waiting: the whole batch takes under a second
+    // of (simulated) time.
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_lost_mid_flight_fails_over_only_when_idempotent() {
+    let sim = cluster().await;
+    for n in &sim.nodes[1..3] {
+        n.rpc()
+            .define("hang", |(): ()| async move {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, rpc_core::HandlerError>(String::new())
+            })
+            .unwrap();
+        n.rpc()
+            .define("slow", |(): ()| async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, rpc_core::HandlerError>("done".to_owned())
+            })
+            .unwrap();
+    }
+    for n in &sim.nodes {
+        n.wait_until(LONG, |n| n.servers_for("slow", &res(&["a"])).len() == 2)
+            .await
+            .unwrap();
+    }
+    let from = sim.nodes[0].clone();
+    from.set_idempotent("slow");
+    // Each call lands on n1 or n2; whichever it is, cut it mid-call.
+    for (function, idempotent) in [("hang", false), ("slow", true)] {
+        let call = tokio::spawn({
+            let from = from.clone();
+            async move { from.call_any::<_, String>(function, &["a"], &()).await }
+        });
+        let busy = loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let busy = sim.nodes[1..3].iter().find(|n| {
+                n.rpc()
+                    .debug_info()
+                    .functions
+                    .iter()
+                    .any(|f| f.name == function && f.in_flight == 1)
+            });
+            if let Some(n) = busy {
+                break n.name().to_owned();
+            }
+        };
+        sim.net.cut("n0", &busy);
+        let r = call.await.unwrap();
+        if idempotent {
+            let served = r.unwrap();
+            assert_ne!(served.node, busy);
+            assert_eq!(served.value, "done");
+        } else {
+            assert!(
+                matches!(&r, Err(DiscoveryError::Rpc(rpc_core::Error::Disconnected { peer, .. })) if *peer == busy),
+                "{r:?}"
+            );
+        }
+        sim.net.heal("n0", &busy);
+    }
+}
+
 /// Eight converged nodes in group "train" as workers, node i with rank
 /// `rank(i)`.
 async fn workers(rank: impl Fn(u32) -> u32) -> (Sim, Vec<rpc_discovery::Group>) {

@@ -190,7 +190,12 @@ impl Peers {
 
     /// When `name` was lost, if it is.
     pub(crate) fn lost_since(&self, name: &str) -> Option<Instant> {
-        lock(&self.inner).by_name.get(name)?.lost.as_ref().map(|l| l.since)
+        lock(&self.inner)
+            .by_name
+            .get(name)?
+            .lost
+            .as_ref()
+            .map(|l| l.since)
     }
 
     /// Forgets `name` if it is still lost since `since` and nothing
