@@ -147,3 +147,103 @@ async fn peers_that_left_are_forgotten_after_a_while() {
     let left = server.debug_info().peers.len();
     assert_eq!(left, 0, "{}", server.debug_info());
 }
+
+/// A raw connection to `mem://server`, past the engine.
+async fn raw(net: &MemNetwork) -> Box<dyn rpc_core::transport::Connection> {
+    use rpc_core::Transport;
+    let t = net.transport_on("raw");
+    let addr = rpc_core::transport::Address::parse("mem://server").unwrap();
+    t.connect(&addr, &rpc_core::transport::ConnOptions::default())
+        .await
+        .unwrap()
+}
+
+/// What the engine sends on a raw connection before it ends: the frames'
+/// kinds, in order.
+async fn frames_until_end(
+    stream: &mut Box<dyn rpc_core::transport::FrameStream>,
+) -> Vec<rpc_core::wire::FrameKind> {
+    let mut kinds = Vec::new();
+    while let Ok(Some(frame)) = stream.recv().await {
+        kinds.push(frame.kind);
+    }
+    kinds
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_frame_before_the_handshake_closes_the_connection() {
+    use rpc_core::wire::{Frame, FrameKind};
+    let net = MemNetwork::new();
+    let server = engine(&net, "server").await;
+    let (mut tx, mut rx) = raw(&net).await.split();
+    // A frame far over the handshake's limit, though well within the
+    // engine's frame limit, instead of a hello.
+    let mut big = Frame::new(FrameKind::OneWay, 1);
+    big.method = Some("echo".into());
+    big.body = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    assert!((1u64 << 20) > Config::default().handshake_max_frame_len);
+    let _ = tx.send(big).await;
+    // The server said hello, then hung up.
+    assert_eq!(frames_until_end(&mut rx).await, [FrameKind::Control]);
+    // And it serves others as before.
+    let client = engine(&net, "client").await;
+    link(&client, "server").await;
+    assert_eq!(timed_echo(&client, "server").await.0.unwrap(), "hi");
+    assert_eq!(server.debug_info().peers.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_past_the_limit_are_closed_at_once() {
+    let net = MemNetwork::new();
+    let mut config = Config::default();
+    config.max_connections = 2;
+    let server = Rpc::with_config(config);
+    server.set_name("server").unwrap();
+    server.add_transport(net.transport_on("server"));
+    server.listen("mem://server").await.unwrap();
+    server
+        .define("echo", |s: String| async move { Ok::<_, HandlerError>(s) })
+        .unwrap();
+    // Two connections that never say hello hold both places...
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (tx, mut rx) = raw(&net).await.split();
+        let hello = rx.recv().await.unwrap().unwrap();
+        assert_eq!(hello.kind, rpc_core::wire::FrameKind::Control);
+        held.push((tx, rx));
+    }
+    // ...so a third is closed without a hello.
+    let (_tx, mut rx) = raw(&net).await.split();
+    assert_eq!(frames_until_end(&mut rx).await, []);
+    // Once the handshake timeout frees a place, a client gets in.
+    tokio::time::sleep(Config::default().handshake_timeout + Duration::from_secs(1)).await;
+    let client = engine(&net, "client").await;
+    link(&client, "server").await;
+    assert_eq!(timed_echo(&client, "server").await.0.unwrap(), "hi");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_a_live_name_is_never_told_it_connected() {
+    let net = MemNetwork::new();
+    let _server = engine(&net, "server").await;
+    let first = engine(&net, "x").await;
+    link(&first, "server").await;
+    for i in 0..50 {
+        let second = Rpc::new();
+        second.set_name("x").unwrap();
+        second.add_transport(net.transport_on(&format!("x-{i}")));
+        let r = second
+            .connect("mem://server")
+            .unwrap()
+            .established(Duration::from_secs(30))
+            .await;
+        assert!(
+            matches!(&r, Err(Error::DuplicateName { name }) if name == "x"),
+            "attempt {i}: {r:?}"
+        );
+        second.shutdown();
+    }
+    // The first keeps its link.
+    assert_eq!(timed_echo(&first, "server").await.0.unwrap(), "hi");
+}

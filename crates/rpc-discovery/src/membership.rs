@@ -280,24 +280,34 @@ pub(crate) struct RecordSource {
 }
 
 impl RecordSource {
-    fn build(&self, id: &NodeId, version: u64) -> PeerRecord {
-        let info = self.rpc.debug_info();
-        let mut functions: Vec<(String, u16)> = info
-            .functions
-            .iter()
-            .filter(|f| !f.name.starts_with("__"))
-            .map(|f| (f.name.clone(), f.provider))
+    /// Our record. Its links are our direct links to members only:
+    /// clients that come and go (every `rpc plan` is one) change nothing
+    /// the cluster needs to hear of. Reads the engine's functions and
+    /// listen addresses, not its whole debug snapshot.
+    fn build(&self, id: &NodeId, version: u64, view: &View) -> PeerRecord {
+        let mut functions: Vec<(String, u16)> = self
+            .rpc
+            .functions()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("__"))
             .collect();
-        functions.sort();
         functions.dedup();
         PeerRecord {
             id: id.clone(),
             version,
-            addresses: self.advertise.clone().unwrap_or(info.listening),
+            addresses: self
+                .advertise
+                .clone()
+                .unwrap_or_else(|| self.rpc.listening()),
             host_key: rpc_core::transport::host_key(),
             functions,
             resources: crate::lock(&self.resources).clone(),
-            links: self.rpc.connected_peers().into_iter().collect(),
+            links: self
+                .rpc
+                .connected_peers()
+                .into_iter()
+                .filter(|p| view.alive.contains_key(p) || view.records.contains_key(p))
+                .collect(),
             groups: crate::lock(&self.groups).clone(),
         }
     }
@@ -344,7 +354,7 @@ impl Driver {
         // Paced like foca's own announces to down members, which it makes
         // only while connected.
         let mut rejoin = Rejoin::new(self.config.probe_period, self.config.announce_down_period);
-        let mut dialed: HashSet<(String, u64, String)> = HashSet::new();
+        let mut dialed: HashSet<(NodeId, String)> = HashSet::new();
         let mut fetching: HashSet<NodeId> = HashSet::new();
         // The view generation the routes and dials were last computed from.
         let mut routed: Option<u64> = None;
@@ -423,6 +433,7 @@ impl Driver {
             let mut progressed = false;
             while let Some((to, data)) = rt.to_send() {
                 progressed = true;
+                self.redial_if_down(&to);
                 let rpc = self.rpc.clone();
                 let timeout = self.config.probe_rtt;
                 tokio::spawn(async move {
@@ -449,6 +460,32 @@ impl Driver {
             }
             if !progressed {
                 break;
+            }
+        }
+    }
+
+    /// Dials a member the membership declared down (whose redialing
+    /// stopped then) when foca speaks to it, which it does to announce us
+    /// after a partition: the packet needs a link. An address still being
+    /// dialed is left alone.
+    fn redial_if_down(&self, to: &NodeId) {
+        let view = self.shared.view();
+        if view.alive.contains_key(&to.name) || !view.down.contains_key(&to.name) {
+            return;
+        }
+        let Some(record) = view.records.get(&to.name) else {
+            return;
+        };
+        let addresses = record.addresses.clone();
+        drop(view);
+        let transports = self.rpc.transport_schemes();
+        for addr in addresses {
+            let scheme = addr.split("://").next().unwrap_or_default();
+            if transports.iter().any(|t| t == scheme)
+                && !self.rpc.connected_over(&to.name, scheme)
+                && !self.rpc.is_connecting(&addr)
+            {
+                let _ = self.rpc.connect(&addr);
             }
         }
     }
@@ -500,6 +537,13 @@ impl Driver {
                 tracing::debug!(me = %foca.identity().name, member = %id.name, "member down");
                 if view.alive.get(&id.name) == Some(&id) {
                     view.alive.remove(&id.name);
+                }
+                // Stop redialing it: it comes back as a new incarnation,
+                // which is dialed afresh.
+                if let Some(record) = view.records.get(&id.name) {
+                    for addr in &record.addresses {
+                        self.rpc.stop_connecting(addr);
+                    }
                 }
                 view.down.insert(id.name.clone(), id);
             }
@@ -596,8 +640,8 @@ impl Driver {
     /// Rebuilds our record; broadcasts it when it changed.
     fn refresh(&self, foca: &mut SwimFoca, version: &mut u64) {
         let id = foca.identity().clone();
-        let fresh = self.source.build(&id, *version);
         let mut view = self.shared.view();
+        let fresh = self.source.build(&id, *version, &view);
         let same = view.mine.as_ref().is_some_and(|m| {
             PeerRecord {
                 version: m.version,
@@ -654,25 +698,25 @@ impl Driver {
         }
     }
 
-    /// Dials live members, once per incarnation and transport we share,
-    /// over each transport we have no connection on yet (the transport
-    /// policy then chooses among them per call).
-    fn dial_new(&self, dialed: &mut HashSet<(String, u64, String)>) {
+    /// Dials live members, once per identity and transport we share, over
+    /// each transport we have no connection on yet (the transport policy
+    /// then chooses among them per call). Remembers only live members'
+    /// identities, so a member declared dead (whose redialing stopped) is
+    /// dialed again when it comes back under a renewed identity.
+    fn dial_new(&self, dialed: &mut HashSet<(NodeId, String)>) {
         let view = self.shared.view();
-        let mut todo: Vec<(String, u64, String, String)> = Vec::new();
+        dialed.retain(|(id, _)| view.alive.get(&id.name) == Some(id));
+        let mut todo: Vec<(NodeId, String, String)> = Vec::new();
         for r in view.records.values() {
-            if !view.alive.contains_key(r.name()) {
+            if view.alive.get(r.name()) != Some(&r.id) {
                 continue;
             }
             for addr in &r.addresses {
                 let scheme = addr.split("://").next().unwrap_or_default().to_owned();
-                let key = (r.id.name.clone(), r.id.incarnation, scheme.clone());
-                if !dialed.contains(&key)
-                    && !todo
-                        .iter()
-                        .any(|t| (&t.0, t.1, &t.2) == (&key.0, key.1, &key.2))
+                let key = (r.id.clone(), scheme);
+                if !dialed.contains(&key) && !todo.iter().any(|t| (&t.0, &t.1) == (&key.0, &key.1))
                 {
-                    todo.push((key.0, key.1, key.2, addr.clone()));
+                    todo.push((key.0, key.1, addr.clone()));
                 }
             }
         }
@@ -680,17 +724,11 @@ impl Driver {
         if todo.is_empty() {
             return;
         }
-        let info = self.rpc.debug_info();
-        for (name, incarnation, scheme, addr) in todo {
-            dialed.insert((name.clone(), incarnation, scheme.clone()));
-            if !info.transports.contains(&scheme) {
-                continue;
-            }
-            let up = info
-                .peers
-                .iter()
-                .any(|p| p.name == name && p.connections.iter().any(|c| c.transport == scheme));
-            if up {
+        let transports = self.rpc.transport_schemes();
+        for (id, scheme, addr) in todo {
+            let name = id.name.clone();
+            dialed.insert((id, scheme.clone()));
+            if !transports.contains(&scheme) || self.rpc.connected_over(&name, &scheme) {
                 continue;
             }
             match self.rpc.connect(&addr) {

@@ -324,3 +324,79 @@ fn starting_outside_a_runtime_is_an_error_not_a_panic() {
     let r = rpc_discovery::Node::start(&rpc, config(1));
     assert!(matches!(r, Err(DiscoveryError::InvalidArgument(_))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn clients_that_come_and_go_change_no_record_and_are_forgotten() {
+    let sim = Sim::start(2).await;
+    sim.converge(&[0, 1], &[0, 1]).await;
+    // Let the records settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let version = |sim: &Sim| sim.nodes[1].record("n0").map(|r| r.version);
+    let before = version(&sim);
+    assert!(before.is_some());
+    for i in 0..30 {
+        let client = rpc_core::Rpc::new();
+        client.set_name(&format!("client-{i}")).unwrap();
+        client.add_transport(sim.net.transport_on(&format!("client-{i}")));
+        client
+            .connect("mem://n0")
+            .unwrap()
+            .established(Duration::from_secs(5))
+            .await
+            .unwrap();
+        let _: String = client.call("n0", "echo", "x").await.unwrap();
+        client.shutdown();
+        client.wait_for_shutdown().await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // n0's record never listed them: nothing to tell the cluster.
+    assert_eq!(version(&sim), before);
+    tokio::time::sleep(rpc_core::Config::default().forget_after).await;
+    let peers: Vec<String> = sim.nodes[0]
+        .rpc()
+        .debug_info()
+        .peers
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(peers, ["n1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_declared_dead_is_no_longer_redialed() {
+    let sim = Sim::start(3).await;
+    let all = [0, 1, 2];
+    sim.converge(&all, &all).await;
+    // n1 and n2 joined through n0, so both keep dialing it.
+    let dialing = |i: usize| sim.nodes[i].rpc().debug_info().connecting;
+    for i in [1, 2] {
+        assert!(
+            dialing(i).contains(&"mem://n0".to_owned()),
+            "{:?}",
+            dialing(i)
+        );
+    }
+    sim.net.isolate("n0");
+    sim.declared_dead(&[1, 2], 0).await;
+    for i in [1, 2] {
+        assert!(
+            !dialing(i).contains(&"mem://n0".to_owned()),
+            "{:?}",
+            dialing(i)
+        );
+    }
+    // It comes back: it is dialed again, and calls reach it.
+    sim.net.restore("n0");
+    sim.converge(&all, &all).await;
+    let r: String = sim.nodes[1]
+        .rpc()
+        .call_with(
+            "n0",
+            "echo",
+            "back",
+            CallOptions::default().timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, "back");
+}

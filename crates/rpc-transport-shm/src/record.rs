@@ -146,6 +146,12 @@ impl Decoder {
         }
     }
 
+    /// Changes the limit for the records decoded from now on.
+    pub(crate) fn set_max_frame_len(&mut self, max: u64) {
+        self.codec.set_max_frame_len(max);
+        self.max_frame_len = max;
+    }
+
     /// How many more bytes the record at the front of `buf` needs, if its
     /// prefix is known.
     pub(crate) fn missing(&self, buf: &BytesMut) -> Option<u64> {

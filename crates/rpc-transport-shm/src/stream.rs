@@ -194,6 +194,10 @@ impl Drop for DataWait<'_> {
 
 #[async_trait]
 impl FrameStream for ShmStream {
+    fn set_max_frame_len(&mut self, max: u64) {
+        self.dec.set_max_frame_len(max);
+    }
+
     /// A frame already in the buffer or the ring; never waits.
     fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
         if self.done {

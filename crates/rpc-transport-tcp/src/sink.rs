@@ -26,8 +26,11 @@ const AUTO_FLUSH_AT: usize = 256 << 10;
 /// The most buffers one `writev` call is given (Linux allows 1024; more per
 /// call gains nothing).
 const MAX_IOVECS: usize = 64;
-/// The initial capacity of the write buffer.
+/// The capacity of the write buffer once the connection carries frames.
 const WRITE_BUF_LEN: usize = 64 << 10;
+/// Its capacity until then: room for a hello. A connection that never gets
+/// past the handshake holds no more.
+const FIRST_BUF_LEN: usize = 1 << 10;
 
 /// The sending half of a TCP connection.
 pub(crate) struct TcpFrameSink {
@@ -170,14 +173,18 @@ struct WriteQueue {
     segments: VecDeque<Bytes>,
     /// The number of bytes in `segments`.
     sealed: usize,
+    /// How many times `buf` was sealed; the first seal (the hello) grows it
+    /// to its full size.
+    seals: u64,
 }
 
 impl WriteQueue {
     fn new() -> Self {
         Self {
-            buf: BytesMut::with_capacity(WRITE_BUF_LEN),
+            buf: BytesMut::with_capacity(FIRST_BUF_LEN),
             segments: VecDeque::new(),
             sealed: 0,
+            seals: 0,
         }
     }
 
@@ -213,6 +220,10 @@ impl WriteQueue {
         if !self.buf.is_empty() {
             self.sealed += self.buf.len();
             self.segments.push_back(self.buf.split().freeze());
+            if self.seals == 0 {
+                self.buf = BytesMut::with_capacity(WRITE_BUF_LEN);
+            }
+            self.seals += 1;
         }
     }
 

@@ -22,9 +22,13 @@ use socket2::SockRef;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
-/// How much room a read is given at least. Room for a large body is made
-/// once its frame's head has arrived.
+/// How much room a read is given at least once the connection carries
+/// frames. Room for a large body is made as its bytes arrive, at most
+/// [`MAX_RESERVE`] at a time.
 const READ_BUF_LEN: usize = 64 << 10;
+/// The most room made at once for a frame whose head claims more: the
+/// buffer grows with the bytes that actually arrive, never from a claim.
+const MAX_RESERVE: usize = 1 << 20;
 /// Below this much spare room, the buffer is grown before reading.
 const MIN_READ_ROOM: usize = 4 << 10;
 /// Attachments of at least this many bytes are read into their own buffer.
@@ -50,8 +54,12 @@ pub(crate) struct TcpFrameStream {
     /// in the `recv` future, so that a dropped `recv` loses nothing.
     partial: Option<Partial>,
     /// Where a spinning receive reads the socket directly (see
-    /// [`read_now_buf`]); empty when the stream never spins.
+    /// [`read_now_buf`]); empty when the stream never spins, and until the
+    /// first frame has arrived (a connection that never says hello holds
+    /// no more than a small read buffer).
     scratch: Vec<u8>,
+    /// Whether receives spin (and so want `scratch`).
+    spins: bool,
 }
 
 /// A frame whose head is decoded and whose payload is arriving.
@@ -194,14 +202,12 @@ impl TcpFrameStream {
         Self {
             reader: Some(reader),
             codec: FrameCodec::new(max_frame_len),
-            buf: BytesMut::with_capacity(READ_BUF_LEN),
+            // Small until frames come: room for a hello.
+            buf: BytesMut::with_capacity(MIN_READ_ROOM),
             spinner: Spinner::new(spin),
             partial: None,
-            scratch: if spin.is_zero() {
-                Vec::new()
-            } else {
-                vec![0; SCRATCH_LEN]
-            },
+            scratch: Vec::new(),
+            spins: !spin.is_zero(),
         }
     }
 
@@ -224,7 +230,12 @@ impl TcpFrameStream {
         }
         match self.partial.as_mut().map(|p| p.advance(&mut self.buf)) {
             Some(Ok((body, attachments))) => match self.partial.take() {
-                Some(p) => Ok(Ok(p.head.into_frame(body, attachments))),
+                Some(p) => {
+                    if self.spins && self.scratch.is_empty() {
+                        self.scratch = vec![0; SCRATCH_LEN];
+                    }
+                    Ok(Ok(p.head.into_frame(body, attachments)))
+                }
                 None => Ok(Err(Need::Buffered(0))),
             },
             Some(Err(need)) => Ok(Err(need)),
@@ -314,6 +325,10 @@ async fn poll_for(
 
 #[async_trait]
 impl FrameStream for TcpFrameStream {
+    fn set_max_frame_len(&mut self, max: u64) {
+        self.codec.set_max_frame_len(max);
+    }
+
     /// Decodes a frame already in the read buffer; never reads the socket.
     fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
         if self.reader.is_none() {
@@ -343,11 +358,12 @@ impl FrameStream for TcpFrameStream {
             };
             let read = match need {
                 Need::Buffered(more) => {
-                    // Within the frame limit, which the head was checked
-                    // against, so room for it may be made now.
-                    let room = more.max(MIN_READ_ROOM);
+                    // Room for what the head claims is made as it arrives,
+                    // at most `MAX_RESERVE` at a time: a peer that claims a
+                    // large frame and sends little makes us hold little.
+                    let room = more.clamp(MIN_READ_ROOM, MAX_RESERVE);
                     if self.buf.capacity() - self.buf.len() < room {
-                        self.buf.reserve(more.max(READ_BUF_LEN));
+                        self.buf.reserve(room.max(READ_BUF_LEN));
                     }
                     let (buf, scratch) = (&mut self.buf, &mut self.scratch[..]);
                     match poll_for(&mut self.spinner, || read_now_buf(reader, buf, scratch)).await {

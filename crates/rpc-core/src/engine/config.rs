@@ -33,8 +33,18 @@ pub struct Config {
     /// The longest a handler may run for a caller who sent no deadline, and
     /// the cap on deadlines callers send. Default: 1 hour.
     pub max_handler_time: Duration,
+    /// The most inbound connections (handshaking or up) this engine keeps
+    /// at once; past it, new ones are closed as soon as they are accepted,
+    /// with a rate-limited warning. Default: 4096.
+    pub max_connections: usize,
     /// How long a new connection may take to say hello. Default: 10 s.
     pub handshake_timeout: Duration,
+    /// The largest frame accepted on a connection before its handshake
+    /// completes (a hello is a few hundred bytes); [`max_frame_len`]
+    /// applies after it. Default: 64 KiB.
+    ///
+    /// [`max_frame_len`]: Self::max_frame_len
+    pub handshake_max_frame_len: u64,
     /// The first reconnect delay. Default: 50 ms.
     pub reconnect_min: Duration,
     /// The longest reconnect delay. Default: 5 s.
@@ -86,7 +96,9 @@ impl Default for Config {
             max_blocking_threads: std::thread::available_parallelism().map_or(4, usize::from),
             queue_capacity: 4096,
             max_handler_time: Duration::from_secs(3600),
+            max_connections: 4096,
             handshake_timeout: Duration::from_secs(10),
+            handshake_max_frame_len: 64 << 10,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),

@@ -15,6 +15,7 @@ use super::handler::{
 };
 use super::inbox::{Inbox, Received};
 use super::outbox::Outbox;
+use super::ratelimit::warn_limited;
 use super::signal::Signal;
 use crate::body;
 use crate::error::{Error, TransportError};
@@ -103,11 +104,25 @@ pub(crate) async fn run_connection(
 ) -> Result<Arc<str>, Error> {
     let info = conn.info().clone();
     let (mut sink, mut stream) = conn.split();
+    // Until the peer has said who it is, it may send only small frames: a
+    // connection that never finishes its handshake holds no large buffer.
+    stream.set_max_frame_len(inner.config.handshake_max_frame_len);
     // Shutdown interrupts the handshake; once registered, the connection
     // ends at shutdown through its `closed` signal instead, so that the
     // reader loop polls nothing but its stream and that signal per frame.
+    // The whole exchange, our hello's write included, is bounded by the
+    // handshake timeout.
     let shaken = tokio::select! {
-        h = handshake(&inner, &mut *sink, &mut *stream) => h,
+        h = tokio::time::timeout(
+            inner.config.handshake_timeout,
+            handshake(&inner, &mut *sink, &mut *stream, direction),
+        ) => h.unwrap_or_else(|_| Err(Error::Transport(TransportError::io(
+            "handshake",
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no hello within {:?}", inner.config.handshake_timeout),
+            ),
+        )))),
         () = inner.shutdown.cancelled() => Err(Error::ShutDown),
     };
     let hello = match shaken {
@@ -120,6 +135,7 @@ pub(crate) async fn run_connection(
         }
     };
     let peer: Arc<str> = Arc::from(hello.name.as_str());
+    stream.set_max_frame_len(inner.config.max_frame_len);
 
     let closed = Arc::new(Signal::default());
     let outbox = Outbox::new(
@@ -142,7 +158,8 @@ pub(crate) async fn run_connection(
         inbox: Inbox::new(stream, inner.config.caller_spin),
         closed,
     });
-    if let Err(reject) = inner.peers.register(handle.clone()) {
+    let welcome = (direction == Direction::Inbound).then(|| control_frame(&Control::Welcome));
+    if let Err(reject) = inner.peers.register(handle.clone(), welcome) {
         handle
             .outbox
             .close_after(control_frame(&Control::Reject(reject.clone())));
@@ -267,7 +284,49 @@ pub(crate) fn control_frame(c: &Control) -> Frame {
 }
 
 /// Exchanges hellos and checks the peer's.
+/// Exchanges hellos and checks the peer's; the connecting side then waits
+/// for the accepting side's verdict on its name (welcome or reject).
 async fn handshake(
+    inner: &Inner,
+    sink: &mut dyn FrameSink,
+    stream: &mut dyn FrameStream,
+    direction: Direction,
+) -> Result<Hello, Error> {
+    let hello = exchange_hellos(inner, sink, stream).await?;
+    if direction == Direction::Outbound {
+        match next_control(stream).await? {
+            Control::Welcome => {}
+            Control::Reject(r) => return Err(reject_error(r)),
+            Control::Goodbye => return Err(Error::Transport(TransportError::Closed)),
+            Control::Hello(_) => {
+                return Err(Error::Transport(TransportError::Backend(
+                    "expected a welcome, got a second hello".into(),
+                )));
+            }
+        }
+    }
+    Ok(hello)
+}
+
+/// The next frame, which must be a control frame.
+async fn next_control(stream: &mut dyn FrameStream) -> Result<Control, Error> {
+    let frame = stream
+        .recv()
+        .await?
+        .ok_or(Error::Transport(TransportError::Closed))?;
+    if frame.kind != FrameKind::Control {
+        return Err(Error::Transport(TransportError::Backend(
+            format!(
+                "expected a control frame, got a {} frame",
+                frame.kind.name()
+            )
+            .into(),
+        )));
+    }
+    Ok(body::decode::<Control>(&frame.body, &frame.attachments)?)
+}
+
+async fn exchange_hellos(
     inner: &Inner,
     sink: &mut dyn FrameSink,
     stream: &mut dyn FrameStream,
@@ -275,24 +334,15 @@ async fn handshake(
     let mine = inner.hello();
     sink.send(control_frame(&Control::Hello(mine.clone())))
         .await?;
-    let first = tokio::time::timeout(inner.config.handshake_timeout, stream.recv())
-        .await
-        .map_err(|_| {
-            Error::Transport(TransportError::io(
-                "handshake",
-                std::io::ErrorKind::TimedOut.into(),
-            ))
-        })??;
-    let frame = first.ok_or(Error::Transport(TransportError::Closed))?;
-    if frame.kind != FrameKind::Control {
-        return Err(Error::Transport(TransportError::Backend(
-            format!("expected a hello, got a {} frame", frame.kind.name()).into(),
-        )));
-    }
-    let hello = match body::decode::<Control>(&frame.body, &frame.attachments)? {
+    let hello = match next_control(stream).await? {
         Control::Hello(h) => h,
         Control::Reject(r) => return Err(reject_error(r)),
         Control::Goodbye => return Err(Error::Transport(TransportError::Closed)),
+        Control::Welcome => {
+            return Err(Error::Transport(TransportError::Backend(
+                "expected a hello, got a welcome".into(),
+            )));
+        }
     };
     let reject = if hello.protocol != ENGINE_PROTOCOL {
         Some(Reject::Protocol(ENGINE_PROTOCOL))
@@ -535,8 +585,8 @@ fn on_frame(
         FrameKind::Control => match body::decode::<Control>(&frame.body, &frame.attachments) {
             Ok(Control::Goodbye) => Some(ReadEnd::Goodbye),
             Ok(Control::Reject(r)) => Some(ReadEnd::Rejected(r)),
-            Ok(Control::Hello(_)) => {
-                tracing::warn!(peer = %conn.peer, "ignoring a second hello");
+            Ok(Control::Hello(_) | Control::Welcome) => {
+                tracing::warn!(peer = %conn.peer, "ignoring a handshake message after the handshake");
                 None
             }
             Err(e) => {
@@ -595,6 +645,7 @@ fn on_request(
 pub(crate) async fn keep_connected(
     inner: Arc<Inner>,
     addr: crate::transport::Address,
+    stop: tokio_util::sync::CancellationToken,
     report: Arc<dyn Fn(Result<Arc<str>, Error>) + Send + Sync>,
 ) {
     let cfg = inner.config.clone();
@@ -632,7 +683,7 @@ pub(crate) async fn keep_connected(
         };
         let connected = tokio::select! {
             c = connect => c,
-            () = inner.shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         let outcome = match connected {
             Ok(conn) => {
@@ -650,7 +701,7 @@ pub(crate) async fn keep_connected(
             }
             Err(e) => Err(e),
         };
-        if inner.is_shut() {
+        if stop.is_cancelled() {
             return;
         }
         match outcome {
@@ -675,6 +726,8 @@ pub(crate) async fn keep_connected(
                 }
                 report(Err(e));
                 if fatal {
+                    // A later `connect` to the address starts afresh.
+                    stop.cancel();
                     return;
                 }
             }
@@ -684,7 +737,7 @@ pub(crate) async fn keep_connected(
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = wake.notified() => {}
-            () = inner.shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(cfg.reconnect_max);
     }
@@ -724,12 +777,30 @@ pub(crate) async fn accept_loop(
         };
         match accepted {
             Ok(conn) => {
+                let max = inner.config.max_connections;
+                if inner.inbound.load(Ordering::Acquire) >= max {
+                    warn_limited!(
+                        inner.warn_refused,
+                        "{}: refusing an inbound connection from {}: {max} connections are open (Config::max_connections)",
+                        listener.local_addr(),
+                        conn.info().remote
+                    );
+                    drop(conn);
+                    continue;
+                }
+                inner.inbound.fetch_add(1, Ordering::AcqRel);
                 let inner2 = inner.clone();
                 inner.tracker.spawn_on(
                     async move {
-                        if let Err(e) = run_connection(inner2, conn, Direction::Inbound, None).await
-                        {
-                            tracing::warn!("refused an inbound connection: {e}");
+                        let remote = conn.info().remote.clone();
+                        let r =
+                            run_connection(inner2.clone(), conn, Direction::Inbound, None).await;
+                        inner2.inbound.fetch_sub(1, Ordering::AcqRel);
+                        if let Err(e) = r {
+                            warn_limited!(
+                                inner2.warn_refused,
+                                "refused an inbound connection from {remote}: {e}"
+                            );
                         }
                     },
                     &inner.runtime,

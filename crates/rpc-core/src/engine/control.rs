@@ -27,6 +27,10 @@ pub(crate) enum Control {
     Reject(Reject),
     /// The sender is closing the connection on purpose.
     Goodbye,
+    /// The accepting side took the connector's name: the connection is up.
+    /// The connector waits for it (or a [`Reject`](Control::Reject)) before
+    /// it calls the connection established.
+    Welcome,
 }
 
 /// Who a peer is. Exchanged by both sides when a connection opens; this is

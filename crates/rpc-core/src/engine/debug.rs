@@ -140,7 +140,7 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
             .collect(),
         connecting: lock(&inner.connecting)
             .iter()
-            .map(ToString::to_string)
+            .map(|d| d.addr.to_string())
             .collect(),
         peers,
         calls_in_flight: lock(&inner.pending).len(),

@@ -28,6 +28,7 @@ mod inbox;
 mod outbox;
 mod peers;
 mod queue;
+mod ratelimit;
 mod route;
 mod signal;
 
@@ -162,7 +163,9 @@ pub(crate) struct Inner {
     relayed: AtomicU64,
     pending: Mutex<PendingCalls<Waiter>>,
     listening: Mutex<Vec<Address>>,
-    connecting: Mutex<Vec<Address>>,
+    /// Addresses `connect` keeps connected, each with the token that stops
+    /// its loop (`Rpc::stop_connecting`).
+    connecting: Mutex<Vec<Dialing>>,
     shutdown: CancellationToken,
     /// Set as shutdown begins; cheaper to check than the token.
     shut: AtomicBool,
@@ -173,6 +176,10 @@ pub(crate) struct Inner {
     runtime: tokio::runtime::Handle,
     owned_runtime: Mutex<Option<tokio::runtime::Runtime>>,
     bulk: bulk::BulkTable,
+    /// Inbound connections accepted and not yet ended (handshaking or up).
+    inbound: AtomicUsize,
+    /// Limits the warnings about refused inbound connections.
+    warn_refused: Mutex<ratelimit::RateLimit>,
 }
 
 impl Rpc {
@@ -231,6 +238,8 @@ impl Rpc {
             runtime,
             owned_runtime: Mutex::new(owned),
             bulk: bulk::BulkTable::default(),
+            inbound: AtomicUsize::new(0),
+            warn_refused: Mutex::default(),
         });
         Self {
             _guard: Arc::new(ShutdownOnDrop(inner.clone())),
@@ -312,7 +321,9 @@ impl Rpc {
     ///
     /// Calls to the peer made before the connection is up wait for it, until
     /// their deadline. The returned [`Connecting`] tells when the connection
-    /// is up, or why it was refused.
+    /// is up, or why it was refused. Each call keeps a connection of its
+    /// own (two calls to one address give two connections, which calls to
+    /// the peer take turns on); see [`is_connecting`](Self::is_connecting).
     pub fn connect(&self, addr: &str) -> Result<Connecting, Error> {
         let addr = Address::parse(addr)?;
         self.inner.start()?;
@@ -323,8 +334,15 @@ impl Rpc {
                 addr.scheme()
             )));
         }
-        lock(&self.inner.connecting).push(addr.clone());
+        let mut connecting = lock(&self.inner.connecting);
+        connecting.retain(|d| !d.stop.is_cancelled());
+        let stop = self.inner.shutdown.child_token();
         let (tx, rx) = watch::channel(ConnectStatus::Pending(None));
+        connecting.push(Dialing {
+            addr: addr.clone(),
+            stop: stop.clone(),
+        });
+        drop(connecting);
         let report = Arc::new(move |r: Result<Arc<str>, Error>| {
             tx.send_modify(|s| {
                 *s = match r {
@@ -338,8 +356,83 @@ impl Rpc {
             });
         });
         self.inner
-            .spawn(conn::keep_connected(self.inner.clone(), addr, report));
+            .spawn(conn::keep_connected(self.inner.clone(), addr, stop, report));
         Ok(Connecting { rx })
+    }
+
+    /// Stops reconnecting to `addr` (every [`connect`](Self::connect) to
+    /// it): a connection that is up stays up until it closes, and is then
+    /// not redialed. Returns whether anything was connecting to `addr`.
+    /// Discovery calls it for members the membership declared dead, so
+    /// that the engine does not redial them forever.
+    pub fn stop_connecting(&self, addr: &str) -> bool {
+        let Ok(addr) = Address::parse(addr) else {
+            return false;
+        };
+        let mut stopped = false;
+        lock(&self.inner.connecting).retain(|d| {
+            if d.addr == addr {
+                d.stop.cancel();
+                stopped = true;
+            }
+            d.addr != addr
+        });
+        stopped
+    }
+
+    /// Whether a [`connect`](Self::connect) to `addr` is still keeping it
+    /// connected (not stopped, not refused for good).
+    pub fn is_connecting(&self, addr: &str) -> bool {
+        Address::parse(addr).is_ok_and(|addr| {
+            lock(&self.inner.connecting)
+                .iter()
+                .any(|d| d.addr == addr && !d.stop.is_cancelled())
+        })
+    }
+
+    /// The functions this engine defines, as (name, provider id), sorted;
+    /// built-ins (reserved names) are left out. Cheaper than
+    /// [`debug_info`](Self::debug_info).
+    pub fn functions(&self) -> Vec<(String, u16)> {
+        let registry = self
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<(String, u16)> = registry
+            .iter()
+            .filter(|(name, _)| !name.starts_with(control::RESERVED_PREFIX))
+            .flat_map(|(name, providers)| providers.keys().map(move |p| (name.to_string(), *p)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The addresses this engine listens on.
+    pub fn listening(&self) -> Vec<String> {
+        lock(&self.inner.listening)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// The schemes of the transports added, sorted.
+    pub fn transport_schemes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .transports
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .map(|s| (*s).to_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether `peer` has a live connection over transport `scheme`.
+    pub fn connected_over(&self, peer: &str, scheme: &str) -> bool {
+        self.inner.peers.connected_over(peer, scheme)
     }
 
     /// Lets peers shut this engine down remotely (off by default).
@@ -392,6 +485,13 @@ impl std::fmt::Debug for Rpc {
             .field("name", &self.inner.name())
             .finish_non_exhaustive()
     }
+}
+
+/// One address that `connect` keeps connected.
+struct Dialing {
+    addr: Address,
+    /// Stops its loop.
+    stop: CancellationToken,
 }
 
 /// The state of a background connection started by [`Rpc::connect`].

@@ -73,8 +73,14 @@ pub(crate) struct LossPolicy {
 
 impl Peers {
     /// Adds a connection. Refuses it when another live incarnation holds the
-    /// name.
-    pub(crate) fn register(&self, conn: Arc<ConnHandle>) -> Result<(), Reject> {
+    /// name. `first` (the accepting side's welcome) is sent on it while the
+    /// table is locked, so that it goes out before any call can pick the
+    /// connection.
+    pub(crate) fn register(
+        &self,
+        conn: Arc<ConnHandle>,
+        first: Option<crate::wire::Frame>,
+    ) -> Result<(), Reject> {
         let mut inner = lock(&self.inner);
         let entry = inner
             .by_name
@@ -93,6 +99,9 @@ impl Peers {
             }
             // The old process is gone: this is its restart.
             entry.incarnation = conn.incarnation;
+        }
+        if let Some(frame) = first {
+            conn.send(frame);
         }
         entry.conns.push(conn);
         entry.lost = None;
@@ -277,6 +286,15 @@ impl Peers {
             e.conns
                 .iter()
                 .any(|c| !c.is_closed() && choice.allows(c.info.transport))
+        })
+    }
+
+    /// Whether `name` has a live connection over transport `scheme`.
+    pub(crate) fn connected_over(&self, name: &str, scheme: &str) -> bool {
+        lock(&self.inner).by_name.get(name).is_some_and(|e| {
+            e.conns
+                .iter()
+                .any(|c| c.info.transport == scheme && !c.is_closed())
         })
     }
 

@@ -382,6 +382,53 @@ pub async fn receive_hints_keep_their_contract(h: Arc<dyn Harness>) {
     }
 }
 
+/// A stream whose limit was lowered with `set_max_frame_len` (as the
+/// engine does until the handshake completes) accepts frames within it and
+/// refuses the first frame over it, which ends the stream; raising the
+/// limit again lets larger frames through.
+pub async fn a_lowered_frame_limit_holds_from_the_next_frame(h: Arc<dyn Harness>) {
+    let frame = |id: u64, len: usize| {
+        let mut f = Frame::new(FrameKind::OneWay, id);
+        f.method = Some(Arc::from("m"));
+        f.body = Bytes::from(vec![7u8; len]);
+        f
+    };
+    // Lowered, then raised: a larger frame passes.
+    let (client, server) = raw_pair(&h).await;
+    let (mut tx, _rx) = client.split();
+    let (_stx, mut rx) = server.split();
+    rx.set_max_frame_len(4 << 10);
+    rx.set_max_frame_len(1 << 20);
+    tx.send(frame(1, 64 << 10)).await.expect("send");
+    let got = rx.recv().await.expect("recv").expect("a frame");
+    assert_eq!(got.body.len(), 64 << 10);
+
+    // Lowered: a small frame passes, the large one is refused and the
+    // stream ends.
+    let (client, server) = raw_pair(&h).await;
+    let (mut tx, _rx) = client.split();
+    let (_stx, mut rx) = server.split();
+    rx.set_max_frame_len(4 << 10);
+    tx.send(frame(1, 100)).await.expect("send small");
+    assert_eq!(
+        rx.recv().await.expect("recv").expect("a frame").request_id,
+        1
+    );
+    // The peer may hang up while we are still writing; that is fine.
+    let _ = tx.send(frame(2, 64 << 10)).await;
+    match rx.recv().await {
+        Err(TransportError::FrameTooLarge { max, .. }) => assert_eq!(max, 4 << 10),
+        Err(TransportError::Codec(crate::CodecError::FrameTooLarge { max, .. })) => {
+            assert_eq!(max, 4 << 10)
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert!(
+        !matches!(rx.recv().await, Ok(Some(_))),
+        "the stream goes on after a refused frame"
+    );
+}
+
 /// Frames arrive whole and in order, and a closed sink ends the stream with
 /// `Ok(None)`.
 pub async fn frames_in_order_then_clean_close(h: Arc<dyn Harness>) {

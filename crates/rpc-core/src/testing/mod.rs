@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             concurrent_calls_do_not_cross,
             oversized_call_rejected_before_sending,
             oversized_frame_closes_only_that_connection,
+            a_lowered_frame_limit_holds_from_the_next_frame,
             server_drop_fails_pending_calls_fast,
             frames_in_order_then_clean_close,
             receive_hints_keep_their_contract,

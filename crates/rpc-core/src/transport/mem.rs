@@ -469,6 +469,10 @@ struct MemStream {
 
 #[async_trait]
 impl FrameStream for MemStream {
+    fn set_max_frame_len(&mut self, max: u64) {
+        self.max_frame_len = max;
+    }
+
     fn try_recv(&mut self) -> Option<Result<Option<Frame>, TransportError>> {
         if self.kill.is_cancelled() {
             return futures_util::FutureExt::now_or_never(self.recv());

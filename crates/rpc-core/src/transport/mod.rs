@@ -316,6 +316,17 @@ pub trait FrameStream: Send {
     /// Receives the next frame; `Ok(None)` after a clean close. Cancel safe.
     async fn recv(&mut self) -> Result<Option<Frame>, TransportError>;
 
+    /// Sets the largest frame this stream accepts from now on, in place of
+    /// [`ConnOptions::max_frame_len`]. The engine keeps it small until the
+    /// handshake has completed, so that a peer that never says hello cannot
+    /// make it hold a large buffer.
+    ///
+    /// Contract: every frame whose decoding starts after the call is held
+    /// to the new limit; one over it fails `recv` with `FrameTooLarge` (or
+    /// a codec error saying so) from its header, before anything of its
+    /// size is allocated, and closes the connection.
+    fn set_max_frame_len(&mut self, max: u64);
+
     /// The next frame if it can be had at once, without waiting: `None` when
     /// none is ready. The engine calls it after each frame to dispatch every
     /// request already received before writing the answers.

@@ -133,6 +133,12 @@ impl FrameCodec {
         self.max_frame_len
     }
 
+    /// Changes the frame size limit for the frames decoded (and encoded)
+    /// from now on.
+    pub fn set_max_frame_len(&mut self, max_frame_len: u64) {
+        self.max_frame_len = max_frame_len;
+    }
+
     /// Writes the fixed header and the variable header part (names and the
     /// attachment length table) of `frame` into `dst`, but not the body nor
     /// the attachments, which a vectored writer sends from their own buffers.
