@@ -11,6 +11,7 @@
 //! [membership]                           # optional, milliseconds
 //! probe_period_ms = 1000
 //! suspect_to_down_after_ms = 3000
+//! show_down_for_ms = 300000              # how long `rpc members` lists a down member
 //! ```
 
 use std::collections::BTreeSet;
@@ -52,6 +53,7 @@ pub(crate) struct MembershipToml {
     pub probe_rtt_ms: Option<u64>,
     pub suspect_to_down_after_ms: Option<u64>,
     pub gossip_period_ms: Option<u64>,
+    pub show_down_for_ms: Option<u64>,
 }
 
 impl NodeConfig {
@@ -94,6 +96,9 @@ impl NodeConfig {
         }
         if let Some(v) = m.gossip_period_ms {
             c.membership.gossip_period = ms(v);
+        }
+        if let Some(v) = m.show_down_for_ms {
+            c.membership.show_down_for = ms(v);
         }
         c
     }

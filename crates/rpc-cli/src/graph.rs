@@ -58,8 +58,8 @@ pub(crate) enum GraphCommand {
         /// Hash seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// LDG's allowed imbalance.
-        #[arg(long, default_value_t = 0.05)]
+        /// LDG's allowed imbalance (a fraction: 0.05 is 5 %).
+        #[arg(long, default_value_t = 0.05, value_parser = parse_slack)]
         slack: f64,
     },
     /// Serve one partition until interrupted; prints `ready ...` once
@@ -81,8 +81,8 @@ pub(crate) enum GraphCommand {
         #[arg(long)]
         name: Option<String>,
         /// Deadline of calls to peers, in seconds.
-        #[arg(long, default_value_t = 30.0)]
-        timeout: f64,
+        #[arg(long, default_value = "30", value_parser = crate::parse_seconds)]
+        timeout: Duration,
     },
     /// Run a loader and print its throughput.
     Sample(SampleArgs),
@@ -146,14 +146,24 @@ pub(crate) struct SampleArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Deadline of every remote call, in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
+    #[arg(long, default_value = "30", value_parser = crate::parse_seconds)]
+    timeout: Duration,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Runs a `graph` subcommand.
+/// Parses LDG's slack: a finite fraction from 0 to 10.
+fn parse_slack(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=10.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{text:?} is not a slack: give a fraction from 0 to 10"
+        )),
+    }
+}
+
 pub(crate) async fn run(cmd: GraphCommand) -> Result<()> {
     match cmd {
         GraphCommand::Generate {
@@ -231,7 +241,7 @@ async fn serve(
     listen: &str,
     peers: Vec<String>,
     name: Option<String>,
-    timeout: f64,
+    timeout: Duration,
 ) -> Result<()> {
     let root_owned = root.to_owned();
     let p =
@@ -242,8 +252,7 @@ async fn serve(
     let name = name.unwrap_or_else(|| format!("graph-part{part}-{}", std::process::id()));
     rpc.set_name(&name)?;
     rpc.add_transport(TcpTransport::new());
-    let server =
-        PartitionServer::start(&rpc, Arc::new(p), peers, Duration::from_secs_f64(timeout))?;
+    let server = PartitionServer::start(&rpc, Arc::new(p), peers, timeout)?;
     let addr = rpc.listen(listen).await?;
     println!("ready partition {part} of {k} at {addr} as {name}");
     std::io::stdout().flush()?;
@@ -255,7 +264,7 @@ async fn serve(
 }
 
 async fn sample(a: SampleArgs) -> Result<()> {
-    let timeout = Duration::from_secs_f64(a.timeout);
+    let timeout = a.timeout;
     let config = SamplerConfig::new(a.fanouts.clone(), a.seed);
     let options = LoaderOptions {
         batch_size: a.batch_size,

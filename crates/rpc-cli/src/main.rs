@@ -55,14 +55,17 @@ enum Command {
         /// `[["name", "function", [args...], [resources...]], ...]`.
         plan: PathBuf,
         /// Give up after this many seconds.
-        #[arg(long, default_value_t = 30.0)]
-        timeout: f64,
+        #[arg(long, default_value = "30", value_parser = parse_seconds)]
+        timeout: Duration,
     },
     /// Print a node's view of the cluster.
     Members {
         /// Address of the node.
         #[arg(long)]
         node: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value = "10", value_parser = parse_seconds)]
+        timeout: Duration,
     },
     /// Generate, partition, serve and sample graphs.
     Graph {
@@ -72,13 +75,34 @@ enum Command {
     },
 }
 
+/// The longest duration a flag in seconds takes: about eleven days.
+const MAX_SECONDS: f64 = 1e6;
+
+/// Parses a flag in seconds: a finite number above zero and at most
+/// [`MAX_SECONDS`] (fractions allowed).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_SECONDS {
+        return Err(format!(
+            "{text} is not a duration: give a number of seconds above 0 and at most {MAX_SECONDS}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -95,8 +119,8 @@ fn main() -> ExitCode {
                 node,
                 plan,
                 timeout,
-            } => node::plan(&node, &plan, Duration::from_secs_f64(timeout)).await,
-            Command::Members { node } => node::members(&node).await,
+            } => node::plan(&node, &plan, timeout).await,
+            Command::Members { node, timeout } => node::members(&node, timeout).await,
             Command::Graph { cmd } => graph::run(cmd).await,
         }
     });
@@ -128,7 +152,17 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{Duration, error_chain, parse_seconds};
+
+    #[test]
+    fn seconds_flags_take_finite_positive_numbers_only() {
+        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["-1", "0", "nan", "NaN", "inf", "-inf", "1e30", "abc", ""] {
+            let e = parse_seconds(bad).unwrap_err();
+            assert!(e.contains("seconds"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {

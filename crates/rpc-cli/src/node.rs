@@ -41,6 +41,16 @@ pub(crate) async fn run(path: &Path) -> Result<()> {
     }
     let node = Node::start(&rpc, config.discovery())?;
     let functions: Vec<&str> = config.functions.iter().map(String::as_str).collect();
+    if !functions.is_empty() && config.resources.is_empty() {
+        // A node without resources is a balancer by design (plans through
+        // it run elsewhere); say so rather than let a user wonder why its
+        // functions never run.
+        tracing::warn!(
+            "{}: functions {functions:?} are registered but no resources are advertised, so this \
+             node is a balancer: cluster calls never run here. Add `resources = [...]` to serve them.",
+            config.name
+        );
+    }
     rpc_discovery::register_builtins(&node, &functions)?;
     let weak = node.clone();
     rpc.define(MEMBERS_FN, move |(): ()| {
@@ -48,7 +58,7 @@ pub(crate) async fn run(path: &Path) -> Result<()> {
         async move { Ok::<_, rpc_core::HandlerError>(text) }
     })?;
     if !config.seeds.is_empty() {
-        let seed = node.join_any(&config.seeds).await?;
+        let seed = join(&node, &config.seeds).await?;
         tracing::info!(%seed, "joined");
     }
     let addrs: Vec<String> = bound.iter().map(ToString::to_string).collect();
@@ -60,6 +70,33 @@ pub(crate) async fn run(path: &Path) -> Result<()> {
         .ok();
     rpc.shutdown();
     Ok(())
+}
+
+/// How long `rpc node` keeps trying its seeds before it gives up.
+const JOIN_FOR: Duration = Duration::from_secs(30);
+
+/// Joins through the first seed that answers, trying them again for
+/// [`JOIN_FOR`] while none does (nodes started together wait for their
+/// seed); a refused name ends it at once.
+async fn join(node: &Node, seeds: &[String]) -> Result<String> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match node.join_any(seeds).await {
+            Ok(seed) => return Ok(seed),
+            Err(e @ rpc_discovery::DiscoveryError::DuplicateName { .. }) => return Err(e.into()),
+            Err(e) if started.elapsed() + pause > JOIN_FOR => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("no seed answered within {JOIN_FOR:?}"))
+                );
+            }
+            Err(e) => {
+                tracing::info!("no seed answered yet ({e}); trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 /// Waits for Ctrl-C or SIGTERM.
@@ -90,21 +127,34 @@ pub(crate) async fn plan(addr: &str, path: &Path, timeout: Duration) -> Result<(
     let plan =
         Plan::from_json_str(&text).with_context(|| format!("invalid plan {}", path.display()))?;
     let rpc = engine();
-    let name = rpc.connect(addr)?.established(timeout).await?;
+    let name = reach(&rpc, addr, timeout).await?;
     let result = rpc_discovery::request(&rpc, &name, &plan, timeout).await?;
     println!("{result}");
     rpc.shutdown();
     Ok(())
 }
 
+/// Connects to the node at `addr` for one command: a bad address or a
+/// refused connection is an error at once, not after `timeout`.
+async fn reach(rpc: &Rpc, addr: &str, timeout: Duration) -> Result<String> {
+    let attempt = async { rpc.connect(addr)?.first_attempt(timeout).await };
+    attempt
+        .await
+        .with_context(|| format!("cannot reach a node at {addr}"))
+}
+
 /// Prints a node's view of the cluster.
-pub(crate) async fn members(addr: &str) -> Result<()> {
+pub(crate) async fn members(addr: &str, timeout: Duration) -> Result<()> {
     let rpc = engine();
-    let name = rpc
-        .connect(addr)?
-        .established(Duration::from_secs(10))
+    let name = reach(&rpc, addr, timeout).await?;
+    let text: String = rpc
+        .call_with(
+            &name,
+            MEMBERS_FN,
+            &(),
+            rpc_core::CallOptions::default().timeout(timeout),
+        )
         .await?;
-    let text: String = rpc.call(&name, MEMBERS_FN, &()).await?;
     print!("{text}");
     rpc.shutdown();
     Ok(())

@@ -553,12 +553,31 @@ async fn unknown_peers_fail_with_no_such_peer_at_the_deadline() {
         rpc.notify_with("ghost", "f", &(), opts).await,
         Err(Error::NoSuchPeer { .. })
     ));
+    // Waiting for the connection gives up at its timeout with the last
+    // attempt's error; waiting for the first attempt does not wait.
     let mut connecting = rpc.connect("mem://nobody").unwrap();
+    let started = tokio::time::Instant::now();
     let err = connecting
         .established(Duration::from_secs(2))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("not connected"), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert!(
+        err.to_string().contains("nobody listens on mem://nobody"),
+        "{err}"
+    );
+    let started = tokio::time::Instant::now();
+    let err = rpc
+        .connect("mem://nobody")
+        .unwrap()
+        .first_attempt(Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        err.to_string().contains("nobody listens on mem://nobody"),
+        "{err}"
+    );
     assert!(matches!(rpc.connect("warp://x"), Err(Error::Transport(_))));
 }
 

@@ -21,8 +21,12 @@ pub enum DiscoveryError {
         /// The last seed's error.
         reason: String,
     },
-    /// No live node has the function and every requested resource.
-    #[error("no live node has function {function:?} with resources {resources:?}")]
+    /// No live node has the function and every requested resource. Nodes
+    /// without resources are balancers and never serve cluster calls.
+    #[error(
+        "no live node has function {function:?} with resources {resources:?} \
+         (nodes without resources are balancers and serve no cluster calls)"
+    )]
     NoRoute {
         /// The function asked for.
         function: String,

@@ -65,6 +65,11 @@ pub struct MembershipConfig {
     /// Seeds foca's random choices, for reproducible simulations. Default:
     /// random.
     pub rng_seed: Option<u64>,
+    /// How long a member declared down (crashed, or left) still shows in
+    /// [`Node::members`](crate::Node::members). The membership keeps
+    /// announcing itself to it meanwhile and after, so that a healed
+    /// partition merges. Default: 5 minutes.
+    pub show_down_for: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -78,6 +83,7 @@ impl Default for MembershipConfig {
             refresh_period: Duration::from_millis(500),
             cluster_size_hint: 32,
             rng_seed: None,
+            show_down_for: Duration::from_secs(300),
         }
     }
 }
@@ -117,6 +123,8 @@ pub(crate) struct View {
     pub records: HashMap<String, PeerRecord>,
     pub alive: HashMap<String, NodeId>,
     pub down: HashMap<String, NodeId>,
+    /// When each member in `down` was declared down.
+    pub down_at: HashMap<String, Instant>,
     pub mine: Option<PeerRecord>,
 }
 
@@ -531,6 +539,7 @@ impl Driver {
             OwnedNotification::MemberUp(id) => {
                 tracing::debug!(me = %foca.identity().name, member = %id.name, "member up");
                 view.down.remove(&id.name);
+                view.down_at.remove(&id.name);
                 view.alive.insert(id.name.clone(), id);
             }
             OwnedNotification::MemberDown(id) => {
@@ -545,6 +554,7 @@ impl Driver {
                         self.rpc.stop_connecting(addr);
                     }
                 }
+                view.down_at.insert(id.name.clone(), Instant::now());
                 view.down.insert(id.name.clone(), id);
             }
             OwnedNotification::Rename(old, new) => {

@@ -206,16 +206,20 @@ impl Node {
 
     /// Joins the cluster through the peer listening on `seed`. Fails with
     /// [`DiscoveryError::DuplicateName`] when a live member already holds
-    /// our name.
+    /// our name, and with [`DiscoveryError::JoinFailed`] as soon as the
+    /// seed cannot be reached (a refused connection, a bad address).
     pub async fn join(&self, seed: &str) -> Result<String, DiscoveryError> {
         let rpc = &self.inner.rpc;
         let timeout = self.inner.config.join_timeout;
-        let seed_name = match rpc.connect(seed)?.established(timeout).await {
+        // The first attempt decides: a refused seed fails the join at once
+        // (and `join_any` tries the next), instead of after the timeout.
+        let seed_name = match rpc.connect(seed)?.first_attempt(timeout).await {
             Ok(name) => name,
             Err(rpc_core::Error::DuplicateName { name }) => {
                 return Err(DiscoveryError::DuplicateName { name });
             }
             Err(e) => {
+                rpc.stop_connecting(seed);
                 return Err(DiscoveryError::JoinFailed {
                     reason: format!("{seed}: {e}"),
                 });
@@ -281,9 +285,13 @@ impl Node {
         }
     }
 
-    /// Every member we know of (ourselves excluded), sorted by name.
+    /// Every member we know of (ourselves excluded), sorted by name: the
+    /// live ones, and those declared down within
+    /// [`MembershipConfig::show_down_for`](crate::MembershipConfig::show_down_for).
     pub fn members(&self) -> Vec<MemberInfo> {
         let view = self.inner.shared.view();
+        let show_down_for = self.inner.config.membership.show_down_for;
+        let now = tokio::time::Instant::now();
         let routes = self
             .inner
             .shared
@@ -291,7 +299,11 @@ impl Node {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut names: BTreeSet<&String> = view.alive.keys().collect();
-        names.extend(view.down.keys());
+        names.extend(view.down.keys().filter(|n| {
+            view.down_at
+                .get(*n)
+                .is_none_or(|at| now.saturating_duration_since(*at) < show_down_for)
+        }));
         names
             .into_iter()
             .filter(|n| **n != self.inner.me.name)

@@ -400,3 +400,32 @@ async fn a_member_declared_dead_is_no_longer_redialed() {
         .unwrap();
     assert_eq!(r, "back");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_left_drops_out_of_the_list_after_a_while() {
+    let sim = Sim::start(3).await;
+    let all = [0, 1, 2];
+    sim.converge(&all, &all).await;
+    sim.nodes[2].leave().await;
+    sim.declared_dead(&[0, 1], 2).await;
+    let listed = |sim: &Sim| {
+        sim.nodes[0]
+            .members()
+            .into_iter()
+            .map(|m| (m.name, m.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(&sim),
+        [
+            ("n1".to_owned(), rpc_discovery::MemberState::Alive),
+            ("n2".to_owned(), rpc_discovery::MemberState::Down)
+        ]
+    );
+    let show = rpc_discovery::MembershipConfig::default().show_down_for;
+    tokio::time::sleep(show + Duration::from_secs(1)).await;
+    assert_eq!(
+        listed(&sim),
+        [("n1".to_owned(), rpc_discovery::MemberState::Alive)]
+    );
+}

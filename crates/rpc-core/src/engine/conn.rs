@@ -718,7 +718,7 @@ pub(crate) async fn keep_connected(
                 }
             }
             Ok((Err(e), _)) | Err(e) => {
-                let fatal = matches!(e, Error::DuplicateName { .. } | Error::InvalidArgument(_));
+                let fatal = fatal_connect_error(&e);
                 tracing::debug!(%addr, "connection attempt failed: {e}");
                 if let Some(peer) = &name {
                     inner.peers.redial_failed(peer, format!("{addr}: {e}"));
@@ -741,6 +741,20 @@ pub(crate) async fn keep_connected(
         }
         backoff = (backoff * 2).min(cfg.reconnect_max);
     }
+}
+
+/// Whether no later attempt can do better than this failed one: the peer
+/// refused our name (or protocol), or the address is invalid or of a scheme
+/// no transport serves.
+pub(crate) fn fatal_connect_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::DuplicateName { .. }
+            | Error::InvalidArgument(_)
+            | Error::Transport(
+                TransportError::InvalidAddress { .. } | TransportError::UnsupportedScheme { .. }
+            )
+    )
 }
 
 /// Tells the peer table that nothing redials the peer any more when a

@@ -337,7 +337,7 @@ impl Rpc {
         let mut connecting = lock(&self.inner.connecting);
         connecting.retain(|d| !d.stop.is_cancelled());
         let stop = self.inner.shutdown.child_token();
-        let (tx, rx) = watch::channel(ConnectStatus::Pending(None));
+        let (tx, rx) = watch::channel(ConnectStatus::Pending);
         connecting.push(Dialing {
             addr: addr.clone(),
             stop: stop.clone(),
@@ -347,11 +347,10 @@ impl Rpc {
             tx.send_modify(|s| {
                 *s = match r {
                     Ok(name) => ConnectStatus::Up(name.to_string()),
-                    Err(Error::DuplicateName { name }) => ConnectStatus::DuplicateName(name),
-                    Err(e) => match s {
-                        ConnectStatus::Up(_) => return,
-                        _ => ConnectStatus::Pending(Some(e.to_string())),
-                    },
+                    // Once up, a later failure (a reconnect) changes nothing
+                    // for those who wait to learn that it came up.
+                    Err(_) if matches!(s, ConnectStatus::Up(_)) => return,
+                    Err(e) => ConnectStatus::Failed(Arc::new(Failure::new(e))),
                 };
             });
         });
@@ -502,43 +501,84 @@ pub struct Connecting {
 
 #[derive(Debug, Clone)]
 enum ConnectStatus {
-    Pending(Option<String>),
+    /// No attempt has ended yet.
+    Pending,
+    /// The last attempt failed; more follow unless the failure is `fatal`
+    /// (a refused name, an invalid address).
+    Failed(Arc<Failure>),
+    /// The connection came up, to the peer of this name.
     Up(String),
-    DuplicateName(String),
+}
+
+/// A failed connection attempt: its error, for the first to ask.
+#[derive(Debug)]
+struct Failure {
+    error: Mutex<Option<Error>>,
+    text: String,
+    fatal: bool,
+}
+
+impl Failure {
+    fn new(error: Error) -> Self {
+        Self {
+            text: error.to_string(),
+            fatal: conn::fatal_connect_error(&error),
+            error: Mutex::new(Some(error)),
+        }
+    }
+
+    /// The error itself the first time, its text after that.
+    fn take(&self) -> Error {
+        lock(&self.error)
+            .take()
+            .unwrap_or_else(|| Error::Transport(TransportError::Backend(self.text.clone().into())))
+    }
 }
 
 impl Connecting {
-    /// Waits until the connection is up and returns the peer's name. Fails
-    /// with [`Error::DuplicateName`] if the peer refused our name, or after
-    /// `timeout` with the last connection error.
+    /// Waits until the connection is up and returns the peer's name, while
+    /// the background loop retries failed attempts. Fails at once with
+    /// [`Error::DuplicateName`] if the peer refused our name, or with the
+    /// error of an address no attempt can reach (invalid, or of a scheme no
+    /// transport serves); after `timeout`, with the last attempt's error.
     pub async fn established(&mut self, timeout: Duration) -> Result<String, Error> {
-        let waited = {
-            let wait = self
-                .rx
-                .wait_for(|s| !matches!(s, ConnectStatus::Pending(_)));
-            match tokio::time::timeout(timeout, wait).await {
-                Ok(Ok(s)) => Some(s.clone()),
-                Ok(Err(_)) => return Err(Error::ShutDown),
-                Err(_) => None,
-            }
+        let done = |s: &ConnectStatus| match s {
+            ConnectStatus::Up(_) => true,
+            ConnectStatus::Failed(f) => f.fatal,
+            ConnectStatus::Pending => false,
         };
-        let Some(status) = waited else {
-            let last = match &*self.rx.borrow() {
-                ConnectStatus::Pending(Some(e)) => format!(": {e}"),
-                _ => String::new(),
-            };
-            return Err(Error::Transport(TransportError::io(
+        self.wait(timeout, done).await
+    }
+
+    /// Waits for the first attempt's outcome: the peer's name, or why that
+    /// attempt failed (a refused connection, say). The background loop
+    /// keeps trying either way; command-line tools use this to fail fast.
+    pub async fn first_attempt(&mut self, timeout: Duration) -> Result<String, Error> {
+        self.wait(timeout, |s| !matches!(s, ConnectStatus::Pending))
+            .await
+    }
+
+    async fn wait(
+        &mut self,
+        timeout: Duration,
+        done: impl FnMut(&ConnectStatus) -> bool,
+    ) -> Result<String, Error> {
+        let outcome = match tokio::time::timeout(timeout, self.rx.wait_for(done)).await {
+            Ok(Ok(s)) => Some(s.clone()),
+            Ok(Err(_)) => return Err(Error::ShutDown),
+            Err(_) => None,
+        };
+        let waited = outcome.unwrap_or_else(|| self.rx.borrow().clone());
+        match waited {
+            ConnectStatus::Up(name) => Ok(name),
+            ConnectStatus::Failed(f) => Err(f.take()),
+            ConnectStatus::Pending => Err(Error::Transport(TransportError::io(
                 "connect",
                 std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("not connected after {timeout:?}{last}"),
+                    format!("no attempt ended within {timeout:?}"),
                 ),
-            )));
-        };
-        match status {
-            ConnectStatus::Up(name) => Ok(name),
-            ConnectStatus::DuplicateName(name) => Err(Error::DuplicateName { name }),
-            ConnectStatus::Pending(_) => Err(Error::ShutDown),
+            ))),
         }
     }
 }
