@@ -653,6 +653,8 @@ pub(crate) async fn keep_connected(
     let wake = Arc::new(tokio::sync::Notify::new());
     // The peer's name, once a connection told it.
     let mut name: Option<Arc<str>> = None;
+    // Handshakes that broke in a row since the last connection was up.
+    let mut broken_handshakes = 0u32;
     let _redial = RedialGuard {
         inner: &inner,
         name: std::sync::Mutex::new(None),
@@ -685,6 +687,8 @@ pub(crate) async fn keep_connected(
             c = connect => c,
             () = stop.cancelled() => return,
         };
+        // Whether the connect succeeded and the handshake then failed.
+        let handshake_broke = matches!(connected, Ok(_));
         let outcome = match connected {
             Ok(conn) => {
                 let started = Instant::now();
@@ -707,6 +711,7 @@ pub(crate) async fn keep_connected(
         match outcome {
             Ok((Ok(peer), lasted)) => {
                 name = Some(peer);
+                broken_handshakes = 0;
                 if lasted > cfg.reconnect_max {
                     backoff = cfg.reconnect_min;
                 }
@@ -720,7 +725,12 @@ pub(crate) async fn keep_connected(
             Ok((Err(e), _)) | Err(e) => {
                 let fatal = fatal_connect_error(&e);
                 tracing::debug!(%addr, "connection attempt failed: {e}");
-                if let Some(peer) = &name {
+                // Evidence that the peer is gone is a connect that failed
+                // (refused, unreachable, no answer), or its refusal: not a
+                // fresh connection whose handshake broke (a lost or garbled
+                // hello), which is tried again soon instead.
+                let evidence = fatal || !handshake_broke;
+                if let Some(peer) = name.as_ref().filter(|_| evidence) {
                     inner.peers.redial_failed(peer, format!("{addr}: {e}"));
                     inner.bump_peers();
                 }
@@ -730,7 +740,17 @@ pub(crate) async fn keep_connected(
                     stop.cancel();
                     return;
                 }
+                if handshake_broke {
+                    broken_handshakes += 1;
+                }
             }
+        }
+        if handshake_broke && broken_handshakes <= QUICK_RETRIES {
+            tokio::select! {
+                () = tokio::time::sleep(cfg.reconnect_min) => {}
+                () = stop.cancelled() => return,
+            }
+            continue;
         }
         let jitter = 0.5 + rand::random::<f64>();
         let wait = backoff.mul_f64(jitter).min(cfg.reconnect_max);
@@ -756,6 +776,11 @@ pub(crate) fn fatal_connect_error(e: &Error) -> bool {
             )
     )
 }
+
+/// How many broken handshakes in a row are retried after
+/// [`Config::reconnect_min`](crate::Config::reconnect_min) rather than the
+/// growing backoff.
+const QUICK_RETRIES: u32 = 3;
 
 /// Tells the peer table that nothing redials the peer any more when a
 /// [`keep_connected`] loop ends.

@@ -257,8 +257,13 @@ async fn resolve_slow(inner: &Inner, peer: &str, deadline: Instant) -> Result<Pa
         tokio::select! {
             () = changed => {}
             () = tokio::time::sleep_until(deadline) => {
+                // The call never left: whatever the cause, it was not
+                // delivered.
                 return Err(match inner.peers.lost_cause(peer) {
-                    Some(reason) => Error::Disconnected { peer: peer.to_owned(), reason },
+                    Some(cause) => Error::Unreachable {
+                        peer: peer.to_owned(),
+                        reason: format!("connection lost ({cause}) and not back before the deadline"),
+                    },
                     None => Error::NoSuchPeer { peer: peer.to_owned() },
                 });
             }

@@ -42,6 +42,17 @@ struct NetInner {
     listeners: Mutex<HashMap<String, ListenerEntry>>,
     faults: Mutex<Faults>,
     next_id: AtomicU64,
+    /// Silent frame loss on links between hosts (see
+    /// [`MemNetwork::set_frame_loss`]).
+    loss: Mutex<Option<Loss>>,
+}
+
+/// A probability of losing each frame, and the seeded dice.
+#[derive(Debug)]
+struct Loss {
+    probability: f64,
+    rng: rand::rngs::StdRng,
+    lost: u64,
 }
 
 /// Cut links, isolated hosts, and the live connections between hosts.
@@ -134,6 +145,37 @@ impl MemNetwork {
     /// Undoes [`isolate`](Self::isolate).
     pub fn restore(&self, host: &str) {
         lock(&self.inner.faults).isolated.remove(host);
+    }
+
+    /// Loses each frame sent between hosts (over transports made by
+    /// [`transport_on`](Self::transport_on)) with `probability`, silently,
+    /// as a lossy link would: the sender sees it sent, the receiver never
+    /// gets it. The dice are seeded with `seed`, so a run on paused time is
+    /// reproducible. Zero turns loss off.
+    pub fn set_frame_loss(&self, probability: f64, seed: u64) {
+        use rand::SeedableRng;
+        *lock(&self.inner.loss) = (probability > 0.0).then(|| Loss {
+            probability,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            lost: 0,
+        });
+    }
+
+    /// How many frames [`set_frame_loss`](Self::set_frame_loss) has lost.
+    pub fn frames_lost(&self) -> u64 {
+        lock(&self.inner.loss).as_ref().map_or(0, |l| l.lost)
+    }
+
+    /// Whether the next frame between hosts is lost.
+    fn loses_frame(&self) -> bool {
+        use rand::Rng;
+        let mut loss = lock(&self.inner.loss);
+        let Some(loss) = loss.as_mut() else {
+            return false;
+        };
+        let lost = loss.rng.random_bool(loss.probability.clamp(0.0, 1.0));
+        loss.lost += u64::from(lost);
+        lost
     }
 
     /// Undoes every cut and isolation.
@@ -291,7 +333,9 @@ impl Transport for MemTransport {
         let client_name = format!("mem://client-{id}");
         let (to_server, server_rx) = mpsc::channel(CHANNEL_DEPTH);
         let (to_client, client_rx) = mpsc::channel(CHANNEL_DEPTH);
+        let lossy = (self.host.is_some() || their_host.is_some()).then(|| self.net.clone());
         let server = MemConnection {
+            lossy: lossy.clone(),
             info: ConnInfo {
                 transport: self.scheme,
                 local: addr.to_string(),
@@ -306,6 +350,7 @@ impl Transport for MemTransport {
         };
         listener.send(server).map_err(|_| refused())?;
         Ok(Box::new(MemConnection {
+            lossy,
             info: ConnInfo {
                 transport: self.scheme,
                 local: client_name,
@@ -366,6 +411,9 @@ impl Drop for MemListener {
 
 #[derive(Debug)]
 struct MemConnection {
+    /// The network, when the connection runs between hosts (and so may
+    /// lose frames).
+    lossy: Option<MemNetwork>,
     info: ConnInfo,
     tx: mpsc::Sender<Frame>,
     rx: mpsc::Receiver<Frame>,
@@ -387,6 +435,7 @@ impl Connection for MemConnection {
                 tx: Some(self.tx),
                 kill: self.kill.clone(),
                 latency: self.latency,
+                lossy: self.lossy,
             }),
             Box::new(MemStream {
                 rx: Some(self.rx),
@@ -401,6 +450,14 @@ struct MemSink {
     tx: Option<mpsc::Sender<Frame>>,
     kill: CancellationToken,
     latency: Duration,
+    lossy: Option<MemNetwork>,
+}
+
+impl MemSink {
+    /// Whether the network loses this frame.
+    fn loses(&self) -> bool {
+        self.lossy.as_ref().is_some_and(MemNetwork::loses_frame)
+    }
 }
 
 fn reset() -> TransportError {
@@ -423,6 +480,9 @@ impl FrameSink for MemSink {
             return Err(reset());
         }
         let tx = self.tx.as_ref().ok_or(TransportError::Closed)?;
+        if self.loses() {
+            return Ok(());
+        }
         tx.send(frame).await.map_err(|_| TransportError::Closed)
     }
 
@@ -446,6 +506,9 @@ impl FrameSink for MemSink {
             return Err(reset());
         }
         let tx = self.tx.as_ref().ok_or(TransportError::Closed)?;
+        if self.loses() {
+            return Ok(None);
+        }
         match tx.try_send(frame) {
             Ok(()) => Ok(None),
             Err(mpsc::error::TrySendError::Full(frame)) => Ok(Some(frame)),
