@@ -688,7 +688,7 @@ pub(crate) async fn keep_connected(
             () = stop.cancelled() => return,
         };
         // Whether the connect succeeded and the handshake then failed.
-        let handshake_broke = matches!(connected, Ok(_));
+        let handshake_broke = connected.is_ok();
         let outcome = match connected {
             Ok(conn) => {
                 let started = Instant::now();
