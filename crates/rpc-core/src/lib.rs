@@ -20,7 +20,8 @@
 //!   in-memory transport.
 //! - [`pending`]: the table of pending calls and deadline budgets (pure).
 //! - [`Rpc`] and friends: the peer engine (`engine/`).
-//! - `testing` (feature `test-util`): the transport conformance suite.
+//! - `testing` (feature `test-util`): the transport conformance suite and
+//!   the fuzz harness.
 
 #![forbid(unsafe_code)]
 

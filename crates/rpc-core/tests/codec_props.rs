@@ -1,81 +1,18 @@
 //! Properties of the frame codec: what is encoded decodes to the same frames,
 //! however the byte stream is split, and no input makes the decoder panic.
+//! The frame strategies are the fuzz harness's (`fuzz.rs` runs the decoder
+//! target with structured mutations and allocation bounds).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use proptest::prelude::*;
-use rpc_core::wire::{Frame, FrameCodec, FrameKind, MAX_NAME_LEN, Route};
-use tokio_util::codec::{Decoder, Encoder};
+use rpc_core::testing::fuzz::frames::{self, frame};
+use rpc_core::wire::{Frame, FrameCodec};
+use tokio_util::codec::Decoder;
 
 const MAX: u64 = 1 << 20;
 
-fn kind() -> impl Strategy<Value = FrameKind> {
-    prop::sample::select(vec![
-        FrameKind::Request,
-        FrameKind::Response,
-        FrameKind::Error,
-        FrameKind::Cancel,
-        FrameKind::OneWay,
-        FrameKind::Control,
-    ])
-}
-
-/// A name: usually one of a few, so that a sequence of frames reuses
-/// interned methods, sometimes any string that fits.
-fn name() -> impl Strategy<Value = Arc<str>> {
-    prop_oneof![
-        3 => prop::sample::select(vec!["", "add", "echo", "tensor.get", "ü€"]).prop_map(Arc::<str>::from),
-        1 => "\\PC{0,40}".prop_map(Arc::<str>::from),
-        1 => "[a-z]{255}".prop_map(Arc::<str>::from),
-    ]
-    .prop_filter("fits on the wire", |n: &Arc<str>| n.len() <= MAX_NAME_LEN)
-}
-
-fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
-    prop::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
-}
-
-fn frame() -> impl Strategy<Value = Frame> {
-    (
-        kind(),
-        any::<u64>(),
-        any::<u16>(),
-        name(),
-        prop::option::of(any::<u64>()),
-        prop::option::of((name(), name(), any::<u8>())),
-        bytes(64),
-        prop::collection::vec(bytes(64), 0..5),
-    )
-        .prop_map(
-            |(kind, request_id, provider, method, deadline, route, body, attachments)| Frame {
-                kind,
-                request_id,
-                provider,
-                // Only these kinds carry a method on the wire.
-                method: kind.has_method().then_some(method),
-                deadline: deadline.map(Duration::from_micros),
-                route: route.map(|(src, dst, hops_left)| {
-                    Box::new(Route {
-                        src,
-                        dst,
-                        hops_left,
-                    })
-                }),
-                body,
-                attachments,
-            },
-        )
-}
-
 fn encode_all(frames: &[Frame]) -> BytesMut {
-    let mut codec = FrameCodec::new(MAX);
-    let mut buf = BytesMut::new();
-    for f in frames {
-        codec.encode(f.clone(), &mut buf).unwrap();
-    }
-    buf
+    frames::encode_all(frames, MAX)
 }
 
 /// Feeds `bytes` to a decoder in chunks of the given sizes (cycled), and

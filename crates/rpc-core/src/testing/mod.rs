@@ -15,8 +15,12 @@
 //! The cases run the whole engine over the transport (calls, errors,
 //! deadlines, cancellation, limits, disconnects) and also check the frame
 //! contract directly (order, attachments, clean close, limits).
+//!
+//! [`fuzz`] runs the fuzz targets of the workspace's decoders of untrusted
+//! input: proptest strategies with a case count or a time budget.
 
 pub mod cases;
+pub mod fuzz;
 
 use std::future::Future;
 use std::sync::Arc;
