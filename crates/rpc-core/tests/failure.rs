@@ -247,3 +247,56 @@ async fn a_second_process_with_a_live_name_is_never_told_it_connected() {
     // The first keeps its link.
     assert_eq!(timed_echo(&first, "server").await.0.unwrap(), "hi");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_with_too_many_requests_in_progress_is_held_back() {
+    let net = MemNetwork::new();
+    let mut config = Config::default();
+    config.max_in_flight = 8;
+    let server = Rpc::with_config(config);
+    server.set_name("server").unwrap();
+    server.add_transport(net.transport_on("server"));
+    server.listen("mem://server").await.unwrap();
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    server
+        .define("slow", move |x: u64| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                let now = r.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                p.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                r.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, HandlerError>(x)
+            }
+        })
+        .unwrap();
+    let client = engine(&net, "client").await;
+    link(&client, "server").await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..40u64)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .call_with::<u64>(
+                        "server",
+                        "slow",
+                        &i,
+                        CallOptions::default().timeout(Duration::from_secs(60)),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.await.unwrap().unwrap(), i as u64);
+    }
+    // Every call was served, never more than 8 at a time: 40 calls of a
+    // second each took five rounds.
+    assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 8);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(5), "{took:?}");
+    assert!(took < Duration::from_secs(7), "{took:?}");
+}

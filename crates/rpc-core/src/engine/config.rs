@@ -37,6 +37,12 @@ pub struct Config {
     /// at once; past it, new ones are closed as soon as they are accepted,
     /// with a rate-limited warning. Default: 4096.
     pub max_connections: usize,
+    /// The most requests a peer may have in progress on one connection
+    /// (handlers that did not answer at once: spawned, blocking, deferred
+    /// or queued). Past it the connection's reader stops reading until one
+    /// ends, so the peer's sends wait: back-pressure, not an unbounded
+    /// queue. Default: 1024.
+    pub max_in_flight: usize,
     /// How long a new connection may take to say hello. Default: 10 s.
     pub handshake_timeout: Duration,
     /// The largest frame accepted on a connection before its handshake
@@ -97,6 +103,7 @@ impl Default for Config {
             queue_capacity: 4096,
             max_handler_time: Duration::from_secs(3600),
             max_connections: 4096,
+            max_in_flight: 1024,
             handshake_timeout: Duration::from_secs(10),
             handshake_max_frame_len: 64 << 10,
             reconnect_min: Duration::from_millis(50),

@@ -2,8 +2,8 @@
 //! answers of handlers that finish inline, see `outbox.rs`), and
 //! the clean-up that fails its pending calls.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -178,7 +178,7 @@ pub(crate) async fn run_connection(
     }
     tracing::debug!(peer = %peer, conn = handle.id, ?direction, transport = handle.info.transport, "connection up");
 
-    let incoming: IncomingTable = Arc::new(Mutex::new(Default::default()));
+    let incoming: IncomingTable = Arc::default();
     let end = read_loop(&inner, &handle, &incoming).await;
     handle.inbox.close();
 
@@ -196,7 +196,7 @@ pub(crate) async fn run_connection(
             reason: cause.clone(),
         }));
     }
-    for (_, token) in lock(&incoming).drain() {
+    for token in incoming.drain() {
         token.cancel();
     }
     inner.bump_peers();
@@ -424,7 +424,19 @@ async fn read_loop(
         None => Source::Inbox(&conn.inbox),
     };
     let mut spinner = Spinner::new(conn.inbox.reader_spin().min(READER_SPIN));
+    let max_in_flight = inner.config.max_in_flight.max(1);
     loop {
+        // Back-pressure: while the peer has too many requests in progress
+        // here, read nothing more from it (its sends then wait on the
+        // transport), rather than queue without bound.
+        if incoming.len() >= max_in_flight {
+            tokio::select! {
+                () = incoming.room(max_in_flight) => {}
+                () = conn.closed.wait() => {
+                    return if inner.is_shut() { ReadEnd::Shutdown } else { ReadEnd::Closed };
+                }
+            }
+        }
         // Over a stream whose `recv` would spin anyway (shared memory), the
         // next frame usually comes within a round trip: look for it here
         // first with `try_recv`, which builds no receive and goes through
@@ -465,7 +477,7 @@ async fn read_loop(
         let mut arrival = Arrival::default();
         let mut end = on_frame(inner, conn, frame, incoming, &mut answered, &mut arrival);
         let mut handled = 1;
-        while end.is_none() && handled < MAX_BATCH {
+        while end.is_none() && handled < MAX_BATCH && incoming.len() < max_in_flight {
             if writer && conn.outbox.flush_point(handled) {
                 // A long burst: the answers so far go out now, so that the
                 // peer can start on them while we handle the rest.
@@ -577,7 +589,7 @@ fn on_frame(
             None
         }
         FrameKind::Cancel => {
-            if let Some(token) = lock(incoming).remove(&frame.request_id) {
+            if let Some(token) = incoming.remove(frame.request_id) {
                 token.cancel();
             }
             None

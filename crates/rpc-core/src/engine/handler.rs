@@ -164,10 +164,65 @@ pub(crate) enum ReplyTo {
 }
 
 /// Requests in progress on one connection, so that a cancel frame can reach
-/// them.
-/// Keyed by the caller's request ids: a caller choosing colliding ids slows
-/// only its own connection's table.
-pub(crate) type IncomingTable = Arc<Mutex<rustc_hash::FxHashMap<u64, CancellationToken>>>;
+/// them, and so that the reader stops reading while too many are (see
+/// [`Config::max_in_flight`](crate::Config::max_in_flight)).
+pub(crate) type IncomingTable = Arc<Incoming>;
+
+/// The table behind [`IncomingTable`]. Keyed by the caller's request ids: a
+/// caller choosing colliding ids slows only its own connection's table.
+#[derive(Debug, Default)]
+pub(crate) struct Incoming {
+    calls: Mutex<rustc_hash::FxHashMap<u64, CancellationToken>>,
+    /// The table's length, read by the reader per frame without the lock.
+    len: std::sync::atomic::AtomicUsize,
+    /// Wakes a reader waiting for room.
+    freed: tokio::sync::Notify,
+}
+
+impl Incoming {
+    pub(crate) fn insert(&self, id: u64, token: CancellationToken) {
+        let mut calls = lock(&self.calls);
+        calls.insert(id, token);
+        self.len.store(calls.len(), Ordering::Release);
+    }
+
+    /// Removes a request that ended (or was cancelled).
+    pub(crate) fn remove(&self, id: u64) -> Option<CancellationToken> {
+        let removed = {
+            let mut calls = lock(&self.calls);
+            let removed = calls.remove(&id);
+            self.len.store(calls.len(), Ordering::Release);
+            removed
+        };
+        self.freed.notify_one();
+        removed
+    }
+
+    /// Every request's token, leaving the table empty.
+    pub(crate) fn drain(&self) -> Vec<CancellationToken> {
+        let mut calls = lock(&self.calls);
+        self.len.store(0, Ordering::Release);
+        calls.drain().map(|(_, t)| t).collect()
+    }
+
+    /// How many requests are in progress.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Waits until fewer than `max` requests are in progress.
+    pub(crate) async fn room(&self, max: usize) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.len() < max {
+                return;
+            }
+            freed.await;
+        }
+    }
+}
 
 /// Sends the one answer to a call.
 pub(crate) struct RawResponder {
@@ -204,7 +259,7 @@ impl RawResponder {
     /// connection. Handlers call it when they do not answer inline.
     pub(crate) fn track(&mut self) {
         if let Some(table) = &self.incoming {
-            lock(table).insert(self.request_id, self.token.get().clone());
+            table.insert(self.request_id, self.token.get().clone());
             self.tracked = true;
         }
     }
@@ -292,7 +347,7 @@ impl Drop for RawResponder {
         }
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(table) = self.incoming.as_ref().filter(|_| self.tracked) {
-            lock(table).remove(&self.request_id);
+            table.remove(self.request_id);
         }
     }
 }

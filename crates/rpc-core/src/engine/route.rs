@@ -341,7 +341,7 @@ pub(crate) fn relay(
     }
     frame.request_id = id;
     let token = CancellationToken::new();
-    lock(incoming).insert(orig_id, token.clone());
+    incoming.insert(orig_id, token.clone());
     out.send(frame);
     let (inner2, from, incoming) = (inner.clone(), from.clone(), incoming.clone());
     let dst = route.dst;
@@ -355,7 +355,7 @@ pub(crate) fn relay(
             answer = rx => Some(answer),
             () = token.cancelled() => None,
         };
-        lock(&incoming).remove(&orig_id);
+        incoming.remove(orig_id);
         let answer = match outcome {
             Some(Ok(Ok(mut answer))) => {
                 answer.request_id = orig_id;
