@@ -269,8 +269,10 @@ async fn one_round(
     }
     stats.round_worst.push(worst);
 
-    // A new call to the dead peer: the engine has redialed (or is
-    // redialing) the address, been refused, and fails the call at once.
+    // A new call to the dead peer waits for the engine's redial of the
+    // address, which is refused: evidence that the peer is gone, and the
+    // call fails. The redial goes at once after a connection that outlived
+    // `Config::reconnect_min`, else that long later.
     let asked = Instant::now();
     let result = tokio::time::timeout(
         BOUND,

@@ -16,7 +16,13 @@
 //! 3. the killed process is reaped, and a new server process with the same
 //!    name listens **on the same port**: the client keeps redialing the
 //!    address it was given to [`Rpc::connect`], so this is how a user's
-//!    restarted server comes back, and a call succeeds within [`BOUND`];
+//!    restarted server comes back, and a call succeeds within [`BOUND`].
+//!    The first server binds port 0; the later ones bind the port it got,
+//!    which the transport's `SO_REUSEADDR` lets them take although the
+//!    killed server's side of the old connection may still hold it in
+//!    `TIME_WAIT`; should another process take the port in the moment
+//!    between two servers, the new server fails to listen and the test
+//!    says so;
 //! 4. the client's file descriptors and threads are back to what they were
 //!    after the first round, and no child process is left (running or
 //!    zombie).
@@ -253,8 +259,12 @@ async fn one_round(
     }
     stats.round_worst.push(worst);
 
-    // A new call to the dead peer: the engine has redialed (or is
-    // redialing) the address, been refused, and fails the call at once.
+    // A new call to the dead peer waits for the engine's redial of the
+    // address, which is refused: evidence that the peer is gone, and the
+    // call fails. The redial goes at once after a connection that outlived
+    // `Config::reconnect_min`, else that long later; so it does too when it
+    // reached the dying server's listener before the kernel closed it (the
+    // connect succeeds, the handshake is reset: no evidence, tried again).
     let asked = Instant::now();
     let result = tokio::time::timeout(
         BOUND,
