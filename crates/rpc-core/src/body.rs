@@ -3,8 +3,9 @@
 //!
 //! [`encode`] turns any `Serialize` value into a body and a list of
 //! attachments; [`decode`] does the reverse, with the decoder limited to the
-//! body's own length so that a length field claiming `u64::MAX` fails before
-//! anything is allocated.
+//! body's own length, and every collection's claimed length capped at it
+//! (`bounded`), so that a length field claiming `u64::MAX` fails before
+//! anything is allocated for it.
 //!
 //! A [`Blob`] anywhere inside the value travels as an attachment: its bytes
 //! are not copied into the body, and byte-stream transports write them with
@@ -25,6 +26,8 @@ use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CodecError;
+
+mod bounded;
 
 /// Blobs up to this many bytes are copied into the body instead of travelling
 /// as attachments.
@@ -68,7 +71,11 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Bytes, Vec<Bytes>), C
 /// The body must be consumed exactly: trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(body: &[u8], attachments: &[Bytes]) -> Result<T, CodecError> {
     let outer = DECODING.with(|d| d.borrow_mut().replace(attachments.to_vec()));
-    let result = options(body.len() as u64).deserialize(body);
+    // No collection in the body has more elements than the body has bytes:
+    // capped there, no claimed length preallocates more than the body's
+    // worth of elements.
+    let result =
+        options(body.len() as u64).deserialize_seed(bounded::Bounded::<T>::new(body.len()), body);
     DECODING.with(|d| *d.borrow_mut() = outer);
     result.map_err(|e| match *e {
         bincode::ErrorKind::Custom(msg) if msg.starts_with(ATTACHMENT_ERROR) => {
@@ -359,18 +366,38 @@ mod tests {
     }
 
     #[test]
-    fn huge_length_is_rejected_before_allocating() {
-        // A varint length prefix of u64::MAX (tag 0xff then 8 bytes) for a Vec<u8>.
-        let mut body = vec![0xffu8];
-        body.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            decode::<Vec<u8>>(&body, &[]),
-            Err(CodecError::Body(_))
-        ));
-        assert!(matches!(
-            decode::<String>(&body, &[]),
-            Err(CodecError::Body(_))
-        ));
+    fn huge_length_is_rejected() {
+        // A varint length prefix of u64::MAX (marker 253, then 8 bytes), and
+        // the reserved marker 255. `tests/codec_limits.rs` checks that
+        // nothing is allocated for the claim.
+        for marker in [253u8, 0xff] {
+            let mut body = vec![marker];
+            body.extend_from_slice(&u64::MAX.to_le_bytes());
+            assert!(matches!(
+                decode::<Vec<u8>>(&body, &[]),
+                Err(CodecError::Body(_))
+            ));
+            assert!(matches!(
+                decode::<String>(&body, &[]),
+                Err(CodecError::Body(_))
+            ));
+            assert!(matches!(
+                decode::<Vec<Vec<u64>>>(&body, &[]),
+                Err(CodecError::Body(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn collections_decode_through_the_cap() {
+        let value = (
+            vec![vec![1u64, 2], vec![]],
+            BTreeMap::from([(1u8, "a".to_owned()), (2, "b".to_owned())]),
+            Some(vec![Some(3u16), None]),
+            Err::<(), _>(vec![blob(3, 4)]),
+        );
+        let (body, atts) = encode(&value).unwrap();
+        assert_eq!(decode::<_>(&body, &atts), Ok(value));
     }
 
     #[test]

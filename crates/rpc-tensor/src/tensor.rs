@@ -209,8 +209,16 @@ impl Tensor {
     /// The size of one row along dimension 0, in bytes (for rank 0, the
     /// whole tensor).
     pub(crate) fn row_bytes(&self) -> usize {
-        let rest: usize = self.shape.iter().skip(1).product();
-        rest * self.dtype.size()
+        let rest = self.shape.get(1..).unwrap_or_default();
+        if rest.contains(&0) {
+            return 0;
+        }
+        // Without a zero among them, the trailing dimensions overflow only
+        // when dimension 0 is zero: then no row is ever taken, and any size
+        // will do.
+        rest.iter()
+            .try_fold(self.dtype.size(), |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Builds a tensor from parts already checked by the caller.
