@@ -300,3 +300,30 @@ async fn a_peer_with_too_many_requests_in_progress_is_held_back() {
     assert!(took >= Duration::from_secs(5), "{took:?}");
     assert!(took < Duration::from_secs(7), "{took:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_keeps_ending_at_once_is_redialed_with_a_growing_backoff() {
+    let net = MemNetwork::new();
+    let _server = engine(&net, "server").await;
+    let client = engine(&net, "client").await;
+    link(&client, "server").await;
+    // Every connection that comes up is reset a millisecond later.
+    let mut connections = 0;
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if !client.connected_peers().is_empty() {
+            connections += 1;
+            net.cut("client", "server");
+            net.heal("client", "server");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Backing off from 50 ms to 5 s makes about ten attempts in 20 s;
+    // redialing every 50 ms would make hundreds.
+    assert!((3..=20).contains(&connections), "{connections} connections");
+    // A call still gets through: it asks for an attempt now instead of
+    // waiting out the backoff.
+    let (r, took) = timed_echo(&client, "server").await;
+    assert_eq!(r.unwrap(), "hi");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}

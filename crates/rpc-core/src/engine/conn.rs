@@ -699,8 +699,6 @@ pub(crate) async fn keep_connected(
             c = connect => c,
             () = stop.cancelled() => return,
         };
-        // Whether the connect succeeded and the handshake then failed.
-        let handshake_broke = connected.is_ok();
         let outcome = match connected {
             Ok(conn) => {
                 let started = Instant::now();
@@ -720,6 +718,9 @@ pub(crate) async fn keep_connected(
         if stop.is_cancelled() {
             return;
         }
+        // Whether the connect succeeded and the handshake then failed (as
+        // opposed to a connect that failed, or a connection that was up).
+        let handshake_broke = matches!(outcome, Ok((Err(_), _)));
         match outcome {
             Ok((Ok(peer), lasted)) => {
                 name = Some(peer);
@@ -760,6 +761,7 @@ pub(crate) async fn keep_connected(
         if handshake_broke && broken_handshakes <= QUICK_RETRIES {
             tokio::select! {
                 () = tokio::time::sleep(cfg.reconnect_min) => {}
+                () = wake.notified() => {}
                 () = stop.cancelled() => return,
             }
             continue;

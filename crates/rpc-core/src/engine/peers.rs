@@ -170,7 +170,15 @@ impl Peers {
                 "connection lost ({}); reconnecting failed: {error}",
                 lost.cause
             )),
-            (None, Some(_)) => LinkState::Waiting(None),
+            (None, Some(wake)) => {
+                // A reconnect is due; if the loss is not fresh, the loop
+                // may be in a long backoff (a connection that kept ending
+                // at once): ask for the attempt now.
+                if now.saturating_duration_since(lost.since) >= policy.fresh {
+                    wake.notify_one();
+                }
+                LinkState::Waiting(None)
+            }
             (None, None) => {
                 let until = lost.since + policy.grace;
                 if now < until {

@@ -32,7 +32,7 @@ const CHUNK: usize = 16 << 10;
 
 /// A running proxy; dropping it stops accepting (connections already
 /// proxied end with their peers).
-pub struct ChaosProxy {
+pub(crate) struct ChaosProxy {
     addr: SocketAddr,
     ctl: Arc<Ctl>,
     accept: tokio::task::JoinHandle<()>,
@@ -74,7 +74,7 @@ impl Ctl {
 
 impl ChaosProxy {
     /// Listens on a free loopback port and forwards to `target`.
-    pub async fn start(target: SocketAddr, seed: u64) -> std::io::Result<Self> {
+    pub(crate) async fn start(target: SocketAddr, seed: u64) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let ctl = Arc::new(Ctl {
@@ -94,56 +94,56 @@ impl ChaosProxy {
     }
 
     /// Where clients connect.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Delays every chunk by `delay`.
-    pub fn set_delay(&self, delay: Duration) {
+    pub(crate) fn set_delay(&self, delay: Duration) {
         self.ctl
             .delay_us
             .store(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Drops each chunk with `probability`.
-    pub fn set_drop(&self, probability: f64) {
+    pub(crate) fn set_drop(&self, probability: f64) {
         self.ctl
             .drop_ppm
             .store((probability * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// Aborts every open connection with an RST.
-    pub fn reset_all(&self) {
+    pub(crate) fn reset_all(&self) {
         self.ctl.resets.send_modify(|n| *n += 1);
     }
 
     /// Stops (true) or resumes (false) all forwarding.
-    pub fn set_stalled(&self, stalled: bool) {
+    pub(crate) fn set_stalled(&self, stalled: bool) {
         self.ctl.stalled.send_replace(stalled);
     }
 
     /// Freezes every open connection for good, without closing it.
-    pub fn half_open_all(&self) {
+    pub(crate) fn half_open_all(&self) {
         self.ctl.freezes.send_modify(|n| *n += 1);
     }
 
     /// Refuses (closes at once) new connections while `refuse` holds.
-    pub fn set_refusing(&self, refuse: bool) {
+    pub(crate) fn set_refusing(&self, refuse: bool) {
         self.ctl.refuse.store(refuse, Ordering::Relaxed);
     }
 
     /// Connections being proxied now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.ctl.open.load(Ordering::Relaxed)
     }
 
     /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
+    pub(crate) fn accepted(&self) -> u64 {
         self.ctl.accepted.load(Ordering::Relaxed)
     }
 
     /// Chunks dropped so far.
-    pub fn dropped_chunks(&self) -> u64 {
+    pub(crate) fn dropped_chunks(&self) -> u64 {
         self.ctl.dropped_chunks.load(Ordering::Relaxed)
     }
 }
