@@ -74,7 +74,12 @@ fn read_proc(pid: u32) -> Result<Reading> {
     // Fields after the command name, which is in parentheses.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let num = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
     let cpu_ticks = num(11) + num(12);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
@@ -94,7 +99,9 @@ fn idle_ticks(pid: u32, window: Duration) -> Result<u64> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_node(rpc: &Path, dir: &Path, name: &str, seed: Option<u16>) -> Result<NodeProc> {
@@ -122,7 +129,10 @@ fn start_node(rpc: &Path, dir: &Path, name: &str, seed: Option<u16>) -> Result<N
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line)?;
     if !line.starts_with("node ready") {
-        bail!("{name} did not start: {line:?} (see {}/{name}.log)", dir.display());
+        bail!(
+            "{name} did not start: {line:?} (see {}/{name}.log)",
+            dir.display()
+        );
     }
     let pid = child.id();
     Ok(NodeProc { child, pid, port })
@@ -184,7 +194,10 @@ fn half_open(port: u16, n: usize, hold: Duration) -> Result<usize> {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(c) => conns.push(c),
             Err(e) => {
-                eprintln!("    half-open connection refused after {}: {e}", conns.len());
+                eprintln!(
+                    "    half-open connection refused after {}: {e}",
+                    conns.len()
+                );
                 break;
             }
         }

@@ -173,9 +173,11 @@ struct WriteQueue {
     segments: VecDeque<Bytes>,
     /// The number of bytes in `segments`.
     sealed: usize,
-    /// How many times `buf` was sealed; the first seal (the hello) grows it
-    /// to its full size.
-    seals: u64,
+    /// Whether a frame was sealed (the hello, first): the next frame then
+    /// grows `buf` to its full size, once.
+    sealed_once: bool,
+    /// Whether it has.
+    grown: bool,
 }
 
 impl WriteQueue {
@@ -184,7 +186,8 @@ impl WriteQueue {
             buf: BytesMut::with_capacity(FIRST_BUF_LEN),
             segments: VecDeque::new(),
             sealed: 0,
-            seals: 0,
+            sealed_once: false,
+            grown: false,
         }
     }
 
@@ -197,8 +200,14 @@ impl WriteQueue {
         self.len() == 0
     }
 
-    /// The open write buffer, for headers.
+    /// The open write buffer, for headers. The first frame after the hello
+    /// gives it its full size: a connection that never gets past its
+    /// handshake holds only the small one.
     fn buf_mut(&mut self) -> &mut BytesMut {
+        if self.sealed_once && !self.grown && self.buf.is_empty() {
+            self.buf = BytesMut::with_capacity(WRITE_BUF_LEN);
+            self.grown = true;
+        }
         &mut self.buf
     }
 
@@ -220,10 +229,7 @@ impl WriteQueue {
         if !self.buf.is_empty() {
             self.sealed += self.buf.len();
             self.segments.push_back(self.buf.split().freeze());
-            if self.seals == 0 {
-                self.buf = BytesMut::with_capacity(WRITE_BUF_LEN);
-            }
-            self.seals += 1;
+            self.sealed_once = true;
         }
     }
 

@@ -171,13 +171,17 @@ impl Peers {
                 lost.cause
             )),
             (None, Some(wake)) => {
-                // A reconnect is due; if the loss is not fresh, the loop
-                // may be in a long backoff (a connection that kept ending
-                // at once): ask for the attempt now.
-                if now.saturating_duration_since(lost.since) >= policy.fresh {
+                // A reconnect is due, at once after a connection that
+                // lasted; but after one that ended at once the loop backs
+                // off, possibly for seconds. Once the loss is no longer
+                // fresh, ask for the attempt now (and look again then).
+                let due = lost.since + policy.fresh;
+                if now >= due {
                     wake.notify_one();
+                    LinkState::Waiting(None)
+                } else {
+                    LinkState::Waiting(Some(due))
                 }
-                LinkState::Waiting(None)
             }
             (None, None) => {
                 let until = lost.since + policy.grace;
