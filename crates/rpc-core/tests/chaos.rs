@@ -113,7 +113,7 @@ async fn ten_thousand_calls_through_loss_and_resets_each_end_once_in_time() {
         .await
         .unwrap();
 
-    net.set_frame_loss(0.01, 7);
+    net.set_frame_loss(0.01, 14);
     // The link resets every second of simulated time, and is back at once.
     let chaos = tokio::spawn({
         let net = net.clone();
@@ -154,11 +154,11 @@ async fn ten_thousand_calls_through_loss_and_resets_each_end_once_in_time() {
         tally.ambiguous > tally.timeouts,
         "some calls met a reset: {tally:?}"
     );
-    // A failed reconnect (a lost hello, say) fails the calls made soon
-    // after it at once, so how many succeed depends on where the faults
-    // fall; the calls themselves stay consistent, checked below.
+    // Most calls succeed: a fault costs the calls in flight when it hits,
+    // not the calls after it (seed 14 loses a hello, which once made the
+    // engine fail thousands of calls at once).
     assert!(
-        tally.ok >= CALLS / 10,
+        tally.ok >= CALLS * 8 / 10,
         "calls succeed between faults: {tally:?}"
     );
     assert!(

@@ -170,26 +170,58 @@ async fn frames_until_end(
     kinds
 }
 
+/// The server's own hello, taken from a raw connection, renamed to a name
+/// of the same length (so that it is a valid hello of another peer).
+async fn a_valid_hello(net: &MemNetwork) -> rpc_core::wire::Frame {
+    let (_tx, mut rx) = raw(net).await.split();
+    let mut hello = rx.recv().await.unwrap().unwrap();
+    let body = hello.body.to_vec();
+    let at = body
+        .windows(6)
+        .position(|w| w == b"server")
+        .expect("the hello names the server");
+    let mut renamed = body.clone();
+    renamed[at..at + 6].copy_from_slice(b"serveR");
+    hello.body = bytes::Bytes::from(renamed);
+    hello
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_large_frame_before_the_handshake_closes_the_connection() {
-    use rpc_core::wire::{Frame, FrameKind};
+    use rpc_core::wire::FrameKind;
     let net = MemNetwork::new();
     let server = engine(&net, "server").await;
+    let hello = a_valid_hello(&net).await;
+
+    // The hello alone is accepted: the server welcomes it.
     let (mut tx, mut rx) = raw(&net).await.split();
-    // A frame far over the handshake's limit, though well within the
-    // engine's frame limit, instead of a hello.
-    let mut big = Frame::new(FrameKind::OneWay, 1);
-    big.method = Some("echo".into());
-    big.body = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    assert_eq!(rx.recv().await.unwrap().unwrap().kind, FrameKind::Control);
+    tx.send(hello.clone()).await.unwrap();
+    let welcome = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+    assert!(
+        matches!(welcome, Ok(Ok(Some(ref f))) if f.kind == FrameKind::Control),
+        "{welcome:?}"
+    );
+    drop((tx, rx));
+
+    // The same hello carrying a 1 MiB attachment, well within the engine's
+    // frame limit but far over the handshake's, is refused from its header
+    // and the connection closes: the server said hello, then hung up.
+    let (mut tx, mut rx) = raw(&net).await.split();
+    let mut big = hello;
+    big.attachments = vec![bytes::Bytes::from(vec![0u8; 1 << 20])];
     assert!((1u64 << 20) > Config::default().handshake_max_frame_len);
     let _ = tx.send(big).await;
-    // The server said hello, then hung up.
-    assert_eq!(frames_until_end(&mut rx).await, [FrameKind::Control]);
+    let seen = tokio::time::timeout(Duration::from_secs(60), frames_until_end(&mut rx))
+        .await
+        .expect("the connection stayed open");
+    assert_eq!(seen, [FrameKind::Control]);
+
     // And it serves others as before.
     let client = engine(&net, "client").await;
     link(&client, "server").await;
     assert_eq!(timed_echo(&client, "server").await.0.unwrap(), "hi");
-    assert_eq!(server.debug_info().peers.len(), 1);
+    assert!(server.debug_info().peers.iter().any(|p| p.name == "client"));
 }
 
 #[tokio::test(start_paused = true)]
