@@ -49,6 +49,10 @@ pub enum DiscoveryError {
     /// Arguments were invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A peer record could not be encoded, or bytes received as one could
+    /// not be decoded.
+    #[error("bad peer record: {0}")]
+    BadRecord(#[source] rpc_core::CodecError),
     /// A value could not be encoded or decoded as JSON.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),

@@ -247,8 +247,7 @@ impl BroadcastHandler<NodeId> for Records {
         data: &[u8],
         sender: Option<&NodeId>,
     ) -> Result<Option<RecordKey>, BadRecord> {
-        let record: PeerRecord =
-            bincode::deserialize(data).map_err(|e| BadRecord(e.to_string()))?;
+        let record = PeerRecord::from_wire(data).map_err(|e| BadRecord(e.to_string()))?;
         let key = RecordKey {
             name: record.id.name.clone(),
             incarnation: record.id.incarnation,
@@ -627,7 +626,7 @@ impl Driver {
         }
     }
 
-    /// Takes in records learnt outside broadcasts (join).
+    /// Takes in records learnt outside broadcasts (join, fetches).
     fn learn(&self, records: Vec<PeerRecord>) {
         let mut view = self.shared.view();
         let me = view.mine.as_ref().map(|m| m.id.name.clone());
@@ -639,7 +638,13 @@ impl Driver {
                 .records
                 .get(r.name())
                 .is_none_or(|old| old.superseded_by(&r));
-            if newer {
+            // A record of the member's live identity is the one the
+            // membership needs, whatever a broadcast claimed before (a
+            // forged record with a higher bump would otherwise stay, and
+            // `fetch_missing` would fetch the real one again at once,
+            // forever).
+            let live = view.alive.get(r.name()) == Some(&r.id);
+            if newer || live {
                 view.records.insert(r.id.name.clone(), r);
             }
         }
@@ -669,7 +674,7 @@ impl Driver {
         view.mine = Some(fresh.clone());
         drop(view);
         self.shared.bump();
-        match bincode::serialize(&fresh) {
+        match fresh.to_wire() {
             Ok(bytes) => {
                 // Our own handler ignores our record; foca still spreads it.
                 if let Err(e) = foca.add_broadcast(&bytes) {

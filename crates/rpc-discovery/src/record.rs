@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::DiscoveryError;
+
 /// A peer's identity in SWIM: its name, the random id of its process, and a
 /// counter bumped when it rejoins after being declared down.
 ///
@@ -104,6 +106,20 @@ impl PeerRecord {
     /// Whether it has `function` and every one of `resources`.
     pub fn serves(&self, function: &str, resources: &BTreeSet<String>) -> bool {
         self.is_server() && self.has_function(function) && resources.is_subset(&self.resources)
+    }
+
+    /// The record as a membership broadcast carries it: the engine's body
+    /// encoding ([`rpc_core::body`]).
+    pub fn to_wire(&self) -> Result<Vec<u8>, DiscoveryError> {
+        let (bytes, _) = rpc_core::body::encode(self).map_err(DiscoveryError::BadRecord)?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Decodes a record from a membership broadcast. Bad bytes are
+    /// [`DiscoveryError::BadRecord`]; no length they claim is allocated
+    /// beyond what the bytes can hold.
+    pub fn from_wire(bytes: &[u8]) -> Result<Self, DiscoveryError> {
+        rpc_core::body::decode(bytes, &[]).map_err(DiscoveryError::BadRecord)
     }
 
     /// Whether `other` is a newer view of the same peer.

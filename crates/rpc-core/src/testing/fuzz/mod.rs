@@ -151,13 +151,20 @@ pub fn run<S: Strategy>(
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
+    let beat = watchdog(name, seed);
+    let test = |value| {
+        // A case that never returns (a livelock under paused time, which
+        // then never advances) ends the process instead of hanging it.
+        let _ = beat.send(());
+        test(value)
+    };
     let started = Instant::now();
     let mut executions = 0u64;
     while !budget.is_done(executions, started.elapsed()) {
         let case = strategy
             .new_tree(&mut runner)
             .unwrap_or_else(|why| panic!("fuzz {name}: no input could be generated: {why}"));
-        match runner.run_one(case, &test) {
+        match runner.run_one(case, test) {
             Ok(_) => executions += 1,
             Err(TestError::Fail(why, minimal)) => panic!(
                 "fuzz {name}: failed after {executions} executions (seed {seed}; \
@@ -175,6 +182,33 @@ pub fn run<S: Strategy>(
     };
     println!("fuzz {name}: {report}");
     report
+}
+
+/// How long one case may run before the watchdog calls it hung.
+pub const CASE_WATCHDOG: Duration = Duration::from_secs(120);
+
+/// Starts a thread that aborts the process, naming the target and the seed,
+/// when no case starts for [`CASE_WATCHDOG`]; it ends when the returned
+/// sender is dropped. Each send is a case starting.
+fn watchdog(name: &str, seed: u64) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        loop {
+            match rx.recv_timeout(CASE_WATCHDOG) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    eprintln!(
+                        "fuzz {name}: a case hung for {CASE_WATCHDOG:?} (seed {seed}; \
+                         replay with {SEED_VAR}={seed})"
+                    );
+                    std::process::abort();
+                }
+            }
+        }
+    });
+    tx
 }
 
 /// The seed [`SEED_VAR`] sets, or a fresh random one.
