@@ -24,6 +24,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc returns freed memory to the OS shortly after it is freed;
+/// glibc's malloc kept what thousands of short-lived connections had used.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command line of `rpc`.
 #[derive(Debug, Parser)]
 #[command(
