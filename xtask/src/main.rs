@@ -3,7 +3,9 @@
 //! `cargo xtask ci` runs every check CI runs, in the order CI runs them, and
 //! stops at the first failure. `cargo xtask deps` runs only the
 //! dependency-rule check. `cargo xtask bench` runs the benchmarks against
-//! the floors and the peers (`crates/rpc-bench`). The tidy checks are plain
+//! the floors and the peers (`crates/rpc-bench`). `cargo xtask fuzz --secs N`
+//! runs every fuzz target for `N` seconds (CI runs them briefly, as part of
+//! the tests). The tidy checks are plain
 //! `#[test]`s in `tidy`, so `cargo test` runs them too.
 //!
 //! This crate deliberately does **not** reimplement cargo: each step shells
@@ -16,11 +18,13 @@
 //! - [`ci`]: the ordered list of CI steps and the runner with its timings.
 //! - [`deps`]: the dependency rules as a table, checked against
 //!   `cargo metadata` and each member's `cargo tree`.
+//! - [`fuzz`]: the fuzz targets' long mode and its summary table.
 //! - `tidy` (tests only): source hygiene checks written as `#[test]`s.
 
 mod bench;
 mod ci;
 mod deps;
+mod fuzz;
 mod soak;
 #[cfg(test)]
 mod tidy;
@@ -88,6 +92,13 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// Run every fuzz target for `--secs` seconds (optimized, overflow
+    /// checks on) and print executions per target (not in CI).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -115,6 +126,7 @@ fn main() -> ExitCode {
             clients,
             parallel,
         }),
+        Command::Fuzz { secs } => fuzz::run(secs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
