@@ -61,8 +61,14 @@ impl NodeConfig {
     pub(crate) fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks the text of a configuration file; `path` names it
+    /// in errors.
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self> {
         let config: Self =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+            toml::from_str(text).with_context(|| format!("invalid config {}", path.display()))?;
         if config.listen.is_empty() && config.seeds.is_empty() {
             bail!("{}: a node needs listen addresses or seeds", path.display());
         }
@@ -103,6 +109,9 @@ impl NodeConfig {
         c
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
