@@ -1,5 +1,5 @@
 //! Chaos on the in-memory network, on paused time: 10,000 calls while 1 %
-//! of frames are lost and the link is reset every few milliseconds. Every
+//! of frames are lost and the link is reset every second. Every
 //! call ends exactly once, with a value or a typed error, within its
 //! deadline plus a small slack; the handler ran at least once for every
 //! success and at most once more for every ambiguous failure (a timeout or
@@ -10,32 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use rpc_core::{CallOptions, Error, HandlerError, MemNetwork, Rpc};
-use tokio::time::Instant;
+use rpc_core::testing::chaos::run_calls;
+use rpc_core::{CallOptions, HandlerError, MemNetwork, Rpc};
 
 const CALLS: u64 = 10_000;
 const WINDOW: usize = 64;
 const DEADLINE: Duration = Duration::from_millis(250);
 /// What a call may take past its deadline: the deadline task's wake-up.
 const SLACK: Duration = Duration::from_millis(50);
-
-/// How the calls ended.
-#[derive(Debug, Default)]
-struct Tally {
-    ok: u64,
-    /// Timeouts and lost connections: the handler may or may not have run.
-    ambiguous: u64,
-    /// Of those, the timeouts.
-    timeouts: u64,
-    /// Errors the engine says were never delivered.
-    undelivered: u64,
-    /// Anything else, with its text.
-    other: Vec<String>,
-    /// The longest a call took.
-    longest: Duration,
-}
 
 async fn engine(net: &MemNetwork, name: &str) -> Rpc {
     let rpc = Rpc::new();
@@ -46,51 +28,6 @@ async fn engine(net: &MemNetwork, name: &str) -> Rpc {
     );
     rpc.listen(&format!("mem://{name}")).await.unwrap();
     rpc
-}
-
-/// Runs `CALLS` calls of `inc`, `WINDOW` at a time, each checked to end
-/// within its deadline plus the slack.
-async fn run(client: &Rpc) -> Tally {
-    let mut tally = Tally::default();
-    let mut in_flight = FuturesUnordered::new();
-    let mut next = 0u64;
-    loop {
-        while in_flight.len() < WINDOW && next < CALLS {
-            let i = next;
-            next += 1;
-            let client = client.clone();
-            in_flight.push(async move {
-                let started = Instant::now();
-                let call = client.call_with::<u64>(
-                    "server",
-                    "inc",
-                    &i,
-                    CallOptions::default().timeout(DEADLINE),
-                );
-                let r = tokio::time::timeout(DEADLINE + SLACK, call).await;
-                (i, r, started.elapsed())
-            });
-        }
-        let Some((i, r, took)) = in_flight.next().await else {
-            break;
-        };
-        tally.longest = tally.longest.max(took);
-        match r {
-            Err(_) => panic!("call {i} did not end within its deadline plus {SLACK:?}"),
-            Ok(Ok(v)) => {
-                assert_eq!(v, i + 1, "call {i} got another call's answer");
-                tally.ok += 1;
-            }
-            Ok(Err(e @ (Error::Timeout { .. } | Error::Disconnected { .. }))) => {
-                assert!(!e.never_delivered());
-                tally.ambiguous += 1;
-                tally.timeouts += u64::from(matches!(e, Error::Timeout { .. }));
-            }
-            Ok(Err(e)) if e.never_delivered() => tally.undelivered += 1,
-            Ok(Err(e)) => tally.other.push(e.to_string()),
-        }
-    }
-    tally
 }
 
 #[tokio::test(start_paused = true)]
@@ -130,7 +67,7 @@ async fn ten_thousand_calls_through_loss_and_resets_each_end_once_in_time() {
             }
         }
     });
-    let tally = run(&client).await;
+    let tally = run_calls(&client, "server", CALLS, WINDOW, DEADLINE, SLACK, |_| {}).await;
     chaos.abort();
     let handled = handled.load(Ordering::Relaxed);
     eprintln!(
@@ -138,16 +75,7 @@ async fn ten_thousand_calls_through_loss_and_resets_each_end_once_in_time() {
         net.frames_lost()
     );
 
-    assert_eq!(
-        tally.ok + tally.ambiguous + tally.undelivered + tally.other.len() as u64,
-        CALLS,
-        "every call ended exactly once"
-    );
-    assert!(
-        tally.other.is_empty(),
-        "unexpected errors: {:?}",
-        tally.other
-    );
+    tally.check(CALLS, handled, DEADLINE, SLACK);
     assert!(net.frames_lost() > 10, "the network lost frames");
     assert!(tally.timeouts > 0, "some calls lost a frame: {tally:?}");
     assert!(
@@ -161,12 +89,6 @@ async fn ten_thousand_calls_through_loss_and_resets_each_end_once_in_time() {
         tally.ok >= CALLS * 8 / 10,
         "calls succeed between faults: {tally:?}"
     );
-    assert!(
-        (tally.ok..=tally.ok + tally.ambiguous).contains(&handled),
-        "handler ran {handled} times for {tally:?}"
-    );
-    assert!(tally.longest <= DEADLINE + SLACK, "{:?}", tally.longest);
-
     // Once the faults stop, the client is back to normal: the next call
     // waits for (or asks for) the reconnect, and every call after succeeds.
     net.set_frame_loss(0.0, 0);

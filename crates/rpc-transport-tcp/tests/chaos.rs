@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use proxy::ChaosProxy;
-use rpc_core::{CallOptions, Error, HandlerError, Rpc};
+use rpc_core::testing::chaos::run_calls;
+use rpc_core::{CallOptions, HandlerError, Rpc};
 use rpc_transport_tcp::TcpTransport;
 
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -23,63 +22,6 @@ const DEADLINE: Duration = Duration::from_secs(2);
 /// machine; a call that hangs misses it by far more.
 const SLACK: Duration = Duration::from_secs(2);
 const WINDOW: usize = 32;
-
-#[derive(Debug, Default)]
-struct Tally {
-    ok: u64,
-    ambiguous: u64,
-    undelivered: u64,
-    other: Vec<String>,
-    longest: Duration,
-}
-
-impl Tally {
-    fn total(&self) -> u64 {
-        self.ok + self.ambiguous + self.undelivered + self.other.len() as u64
-    }
-}
-
-/// Makes `n` calls of `inc`, `WINDOW` at a time, while `between(i)` runs
-/// before call `i` is made (to switch faults).
-async fn run(client: &Rpc, peer: &str, n: u64, mut between: impl FnMut(u64)) -> Tally {
-    let mut tally = Tally::default();
-    let mut in_flight = FuturesUnordered::new();
-    let mut next = 0u64;
-    loop {
-        while in_flight.len() < WINDOW && next < n {
-            let i = next;
-            next += 1;
-            between(i);
-            let (client, peer) = (client.clone(), peer.to_owned());
-            in_flight.push(async move {
-                let started = Instant::now();
-                let call = client.call_with::<u64>(
-                    &peer,
-                    "inc",
-                    &i,
-                    CallOptions::default().timeout(DEADLINE),
-                );
-                let r = tokio::time::timeout(DEADLINE + SLACK, call).await;
-                (i, r, started.elapsed())
-            });
-        }
-        let Some((i, r, took)) = in_flight.next().await else {
-            break;
-        };
-        tally.longest = tally.longest.max(took);
-        match r {
-            Err(_) => panic!("call {i} did not end within its deadline plus {SLACK:?}"),
-            Ok(Ok(v)) => {
-                assert_eq!(v, i + 1, "call {i} got another call's answer");
-                tally.ok += 1;
-            }
-            Ok(Err(Error::Timeout { .. } | Error::Disconnected { .. })) => tally.ambiguous += 1,
-            Ok(Err(e)) if e.never_delivered() => tally.undelivered += 1,
-            Ok(Err(e)) => tally.other.push(e.to_string()),
-        }
-    }
-    tally
-}
 
 /// A server counting its handler runs, a proxy in front of it, and a
 /// client connected through the proxy.
@@ -138,25 +80,6 @@ async fn recovers(client: &Rpc, peer: &str) {
     }
 }
 
-fn check(tally: &Tally, calls: u64, handled_before: u64, handled: &AtomicU64) {
-    let ran = handled.load(Ordering::Relaxed) - handled_before;
-    assert_eq!(
-        tally.total(),
-        calls,
-        "every call ended exactly once: {tally:?}"
-    );
-    assert!(
-        tally.other.is_empty(),
-        "unexpected errors: {:?}",
-        tally.other
-    );
-    assert!(
-        (tally.ok..=tally.ok + tally.ambiguous).contains(&ran),
-        "handler ran {ran} times for {tally:?}"
-    );
-    assert!(tally.longest <= DEADLINE + SLACK, "{:?}", tally.longest);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_through_delays_torn_streams_resets_and_a_stall_end_once_in_time() {
     let (_server, handled, proxy, client, peer) = setup().await;
@@ -166,7 +89,7 @@ async fn calls_through_delays_torn_streams_resets_and_a_stall_end_once_in_time()
     proxy.set_drop(0.002);
     let before = handled.load(Ordering::Relaxed);
     let p = &proxy;
-    let tally = run(&client, &peer, CALLS, |i| {
+    let tally = run_calls(&client, &peer, CALLS, WINDOW, DEADLINE, SLACK, |i| {
         if i % 500 == 250 {
             p.reset_all();
         }
@@ -183,7 +106,12 @@ async fn calls_through_delays_torn_streams_resets_and_a_stall_end_once_in_time()
         proxy.dropped_chunks(),
         proxy.accepted()
     );
-    check(&tally, CALLS, before, &handled);
+    tally.check(
+        CALLS,
+        handled.load(Ordering::Relaxed) - before,
+        DEADLINE,
+        SLACK,
+    );
     assert!(proxy.accepted() > 2, "the faults broke connections");
     assert!(tally.ok > 0);
     proxy.set_drop(0.0);
@@ -198,9 +126,14 @@ async fn calls_on_a_half_open_connection_end_at_their_deadline() {
     // The connection goes silent without a FIN or an RST.
     proxy.half_open_all();
     let before = handled.load(Ordering::Relaxed);
-    let tally = run(&client, &peer, 64, |_| {}).await;
+    let tally = run_calls(&client, &peer, 64, WINDOW, DEADLINE, SLACK, |_| {}).await;
     eprintln!("{tally:?}");
-    check(&tally, 64, before, &handled);
+    tally.check(
+        64,
+        handled.load(Ordering::Relaxed) - before,
+        DEADLINE,
+        SLACK,
+    );
     assert_eq!(tally.ok, 0, "nothing gets through a frozen connection");
     // Something must close it for calls to get through again: here the
     // proxy's reset (in production, TCP keepalive or the peer's return).

@@ -16,10 +16,14 @@
 //! deadlines, cancellation, limits, disconnects) and also check the frame
 //! contract directly (order, attachments, clean close, limits).
 //!
+//! [`chaos`] runs many calls through injected faults and checks that each
+//! ended once and in time.
+//!
 //! [`fuzz`] runs the fuzz targets of the workspace's decoders of untrusted
 //! input: proptest strategies with a case count or a time budget.
 
 pub mod cases;
+pub mod chaos;
 pub mod fuzz;
 
 use std::future::Future;
