@@ -78,6 +78,33 @@ fn config(name: &str, port: u16, seed: Option<u16>, resources: &[&str]) -> Strin
     )
 }
 
+/// Starts node-1 (the seed) and node-2 with the given resources, and the
+/// balancer node-3, from TOML files in `dir`; returns them and their ports.
+fn three_nodes(dir: &Path, first: &[&str], second: &[&str]) -> (Nodes, [u16; 3]) {
+    let ports = [free_port(), free_port(), free_port()];
+    let [p1, p2, p3] = ports;
+    let nodes = Nodes(vec![
+        start(dir, "node-1", &config("node-1", p1, None, first)),
+        start(dir, "node-2", &config("node-2", p2, Some(p1), second)),
+        start(dir, "node-3", &config("node-3", p3, Some(p1), &[])),
+    ]);
+    (nodes, ports)
+}
+
+/// A plain TCP client connected to the node at `port`; returns it and the
+/// node's name.
+async fn client_of(port: u16) -> (Rpc, String) {
+    let client = Rpc::new();
+    client.add_transport(TcpTransport::new());
+    let name = client
+        .connect(&format!("tcp://127.0.0.1:{port}"))
+        .unwrap()
+        .established(DEADLINE)
+        .await
+        .unwrap();
+    (client, name)
+}
+
 /// Runs `plan` through the node at `port` until `ok` accepts the outcome.
 async fn until(
     client: &Rpc,
@@ -130,38 +157,10 @@ async fn until_direct(client: &Rpc, node: &str, names: &[&str]) {
 async fn after_kill_9_of_one_replica_every_plan_is_served_by_the_other() {
     let dir = scratch_dir().join("replicas");
     std::fs::create_dir_all(&dir).unwrap();
-    let (p1, p2, p3) = (free_port(), free_port(), free_port());
-    let mut nodes = Nodes(Vec::new());
-    nodes.0.push(start(
-        &dir,
-        "node-1",
-        &config("node-1", p1, None, &["model-a"]),
-    ));
-    nodes.0.push(start(
-        &dir,
-        "node-2",
-        &config("node-2", p2, Some(p1), &["model-a"]),
-    ));
-    nodes
-        .0
-        .push(start(&dir, "node-3", &config("node-3", p3, Some(p1), &[])));
-    let client = Rpc::new();
-    client.add_transport(TcpTransport::new());
-    let node3 = client
-        .connect(&format!("tcp://127.0.0.1:{p3}"))
-        .unwrap()
-        .established(DEADLINE)
-        .await
-        .unwrap();
+    let (mut nodes, [_, p2, p3]) = three_nodes(&dir, &["model-a"], &["model-a"]);
+    let (client, node3) = client_of(p3).await;
     // A second client, linked to node-2 itself.
-    let direct = Rpc::new();
-    direct.add_transport(TcpTransport::new());
-    let node2 = direct
-        .connect(&format!("tcp://127.0.0.1:{p2}"))
-        .unwrap()
-        .established(DEADLINE)
-        .await
-        .unwrap();
+    let (direct, node2) = client_of(p2).await;
     until_direct(&client, &node3, &["node-1", "node-2"]).await;
     let plan = Plan::from_json_str(r#"[["a", "echo", ["x"], ["model-a"]]]"#).unwrap();
 
@@ -207,30 +206,8 @@ async fn after_kill_9_of_one_replica_every_plan_is_served_by_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_from_toml_run_plans_and_survive_a_kill() {
     let dir = scratch_dir();
-    let (p1, p2, p3) = (free_port(), free_port(), free_port());
-    let mut nodes = Nodes(Vec::new());
-    nodes.0.push(start(
-        &dir,
-        "node-1",
-        &config("node-1", p1, None, &["model-a"]),
-    ));
-    nodes.0.push(start(
-        &dir,
-        "node-2",
-        &config("node-2", p2, Some(p1), &["model-b"]),
-    ));
-    nodes
-        .0
-        .push(start(&dir, "node-3", &config("node-3", p3, Some(p1), &[])));
-
-    let client = Rpc::new();
-    client.add_transport(TcpTransport::new());
-    let node3 = client
-        .connect(&format!("tcp://127.0.0.1:{p3}"))
-        .unwrap()
-        .established(DEADLINE)
-        .await
-        .unwrap();
+    let (mut nodes, [_, _, p3]) = three_nodes(&dir, &["model-a"], &["model-b"]);
+    let (client, node3) = client_of(p3).await;
     // Once node-3 knows both servers, a plan needing each runs.
     let both =
         r#"[["a", "echo", ["from a"], ["model-a"]], ["b", "echo", ["from b"], ["model-b"]]]"#;
