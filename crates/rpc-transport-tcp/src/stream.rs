@@ -31,6 +31,9 @@ const READ_BUF_LEN: usize = 64 << 10;
 const MAX_RESERVE: usize = 1 << 20;
 /// Below this much spare room, the buffer is grown before reading.
 const MIN_READ_ROOM: usize = 4 << 10;
+/// The read buffer's size until the first frame (the peer's hello) has
+/// arrived: a connection that never says hello holds no more.
+const HELLO_ROOM: usize = 1 << 10;
 /// Attachments of at least this many bytes are read into their own buffer.
 pub(crate) const DIRECT_MIN: usize = 64 << 10;
 /// The alignment of those buffers: a cache line, and enough for any
@@ -60,6 +63,9 @@ pub(crate) struct TcpFrameStream {
     scratch: Vec<u8>,
     /// Whether receives spin (and so want `scratch`).
     spins: bool,
+    /// Whether a whole frame has arrived yet; until then the read buffer
+    /// stays as small as the frames claim.
+    got_frame: bool,
 }
 
 /// A frame whose head is decoded and whose payload is arriving.
@@ -203,11 +209,12 @@ impl TcpFrameStream {
             reader: Some(reader),
             codec: FrameCodec::new(max_frame_len),
             // Small until frames come: room for a hello.
-            buf: BytesMut::with_capacity(MIN_READ_ROOM),
+            buf: BytesMut::with_capacity(HELLO_ROOM),
             spinner: Spinner::new(spin),
             partial: None,
             scratch: Vec::new(),
             spins: !spin.is_zero(),
+            got_frame: false,
         }
     }
 
@@ -231,6 +238,7 @@ impl TcpFrameStream {
         match self.partial.as_mut().map(|p| p.advance(&mut self.buf)) {
             Some(Ok((body, attachments))) => match self.partial.take() {
                 Some(p) => {
+                    self.got_frame = true;
                     if self.spins && self.scratch.is_empty() {
                         self.scratch = vec![0; SCRATCH_LEN];
                     }
@@ -361,9 +369,18 @@ impl FrameStream for TcpFrameStream {
                     // Room for what the head claims is made as it arrives,
                     // at most `MAX_RESERVE` at a time: a peer that claims a
                     // large frame and sends little makes us hold little.
-                    let room = more.clamp(MIN_READ_ROOM, MAX_RESERVE);
-                    if self.buf.capacity() - self.buf.len() < room {
-                        self.buf.reserve(room.max(READ_BUF_LEN));
+                    let spare = self.buf.capacity() - self.buf.len();
+                    if self.got_frame {
+                        let room = more.clamp(MIN_READ_ROOM, MAX_RESERVE);
+                        if spare < room {
+                            self.buf.reserve(room.max(READ_BUF_LEN));
+                        }
+                    } else if spare < more.min(MAX_RESERVE) || spare == 0 {
+                        // Before the hello: exactly what the frame claims
+                        // (within the handshake's small frame limit), or a
+                        // little room to read its head.
+                        self.buf
+                            .reserve(more.clamp(HELLO_ROOM, MAX_RESERVE).max(spare));
                     }
                     let (buf, scratch) = (&mut self.buf, &mut self.scratch[..]);
                     match poll_for(&mut self.spinner, || read_now_buf(reader, buf, scratch)).await {

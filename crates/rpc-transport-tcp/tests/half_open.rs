@@ -55,11 +55,11 @@ fn live() -> isize {
 }
 
 const HALF_OPEN: usize = 400;
-/// What one connection that never says hello may hold on the server: a
-/// small read buffer, a small write buffer, the socket's registration and
-/// the connection's task. It held 144 KiB before (64 KiB read, 16 KiB
+/// What one connection that never says hello may hold on the server (about
+/// 5 KiB measured): 1 KiB read and write buffers, the socket's registration
+/// and the connection's task. It held 144 KiB before (64 KiB read, 16 KiB
 /// scratch and 64 KiB write buffers, all made at once).
-const PER_CONNECTION: isize = 24 << 10;
+const PER_CONNECTION: isize = 12 << 10;
 
 /// Waits until `ok(live())` or panics after a deadline far above need.
 fn until(what: &str, ok: impl Fn(isize) -> bool) -> isize {
