@@ -21,10 +21,15 @@
 //!
 //! [`fuzz`] runs the fuzz targets of the workspace's decoders of untrusted
 //! input: proptest strategies with a case count or a time budget.
+//!
+//! [`kill9`] is the `kill -9` scenario of every transport that reaches
+//! another process: real server processes killed while calls are in flight,
+//! then restarted, with nothing leaked.
 
 pub mod cases;
 pub mod chaos;
 pub mod fuzz;
+pub mod kill9;
 
 use std::future::Future;
 use std::sync::Arc;
