@@ -231,6 +231,11 @@ impl Peers {
         });
         if forget {
             inner.by_name.remove(name);
+            // A burst of clients leaves a table much larger than the peers
+            // it holds: give the room back once it is mostly empty.
+            if inner.by_name.capacity() > 64 && inner.by_name.len() < inner.by_name.capacity() / 4 {
+                inner.by_name.shrink_to_fit();
+            }
         }
         forget
     }
