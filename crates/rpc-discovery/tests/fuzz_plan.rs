@@ -191,3 +191,29 @@ fn deeply_nested_plans_are_parse_errors() {
         ));
     }
 }
+
+/// Found by the fuzz target: plans travel between nodes as JSON text, and
+/// serde_json's default float parsing is only nearly exact, so this literal
+/// came back one unit in the last place off after `to_json_string` and
+/// `from_json_str` (the crate now parses floats exactly).
+#[test]
+fn float_literals_survive_the_text_round_trip() {
+    let text = r#"[["a", "sum", [1, 2, 3], ["model-a"]], ["b", "sum", ["a", 18446744073709551616184467440737095516161844674407370955161610], ["model-b"]]]"#;
+    let plan = Plan::from_json_str(text).unwrap();
+    assert_eq!(Plan::from_json_str(&plan.to_json_string()).unwrap(), plan);
+    for x in [
+        0.1f64,
+        1.0 / 3.0,
+        1e-300,
+        5e-324,
+        f64::MAX,
+        2.2250738585072014e-308,
+    ] {
+        let plan = Plan::new(vec![Command::new("c", "f", vec![Arg::value(x)])]).unwrap();
+        assert_eq!(
+            Plan::from_json_str(&plan.to_json_string()).unwrap(),
+            plan,
+            "{x}"
+        );
+    }
+}
