@@ -662,13 +662,13 @@ pub(crate) async fn keep_connected(
 ) {
     let cfg = inner.config.clone();
     let mut backoff = cfg.reconnect_min;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    // The peer's name, once a connection told it.
-    let mut name: Option<Arc<str>> = None;
     // Handshakes that broke in a row since the last connection was up.
     let mut broken_handshakes = 0u32;
-    let _redial = RedialGuard {
+    // Knows the peer's name once a connection told it, and tells the peer
+    // table how to wake this loop.
+    let redial = RedialGuard {
         inner: &inner,
+        wake: Arc::new(tokio::sync::Notify::new()),
         name: std::sync::Mutex::new(None),
     };
     loop {
@@ -703,10 +703,9 @@ pub(crate) async fn keep_connected(
             Ok(conn) => {
                 let started = Instant::now();
                 let ok_report = report.clone();
-                let (inner2, wake2, redial) = (inner.clone(), wake.clone(), &_redial);
+                let redial = &redial;
                 let on_up = move |peer: &str| {
-                    inner2.peers.set_redial(peer, Some(wake2.clone()));
-                    redial.track(peer);
+                    redial.up(peer);
                     ok_report(Ok(Arc::from(peer)));
                 };
                 let r =
@@ -722,8 +721,7 @@ pub(crate) async fn keep_connected(
         // opposed to a connect that failed, or a connection that was up).
         let handshake_broke = matches!(outcome, Ok((Err(_), _)));
         match outcome {
-            Ok((Ok(peer), lasted)) => {
-                name = Some(peer);
+            Ok((Ok(_), lasted)) => {
                 broken_handshakes = 0;
                 if lasted > cfg.reconnect_max {
                     backoff = cfg.reconnect_min;
@@ -743,8 +741,8 @@ pub(crate) async fn keep_connected(
                 // fresh connection whose handshake broke (a lost or garbled
                 // hello), which is tried again soon instead.
                 let evidence = fatal || !handshake_broke;
-                if let Some(peer) = name.as_ref().filter(|_| evidence) {
-                    inner.peers.redial_failed(peer, format!("{addr}: {e}"));
+                if let Some(peer) = redial.peer().filter(|_| evidence) {
+                    inner.peers.redial_failed(&peer, format!("{addr}: {e}"));
                     inner.bump_peers();
                 }
                 report(Err(e));
@@ -761,7 +759,7 @@ pub(crate) async fn keep_connected(
         if handshake_broke && broken_handshakes <= QUICK_RETRIES {
             tokio::select! {
                 () = tokio::time::sleep(cfg.reconnect_min) => {}
-                () = wake.notified() => {}
+                () = redial.wake.notified() => {}
                 () = stop.cancelled() => return,
             }
             continue;
@@ -770,7 +768,7 @@ pub(crate) async fn keep_connected(
         let wait = backoff.mul_f64(jitter).min(cfg.reconnect_max);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = wake.notified() => {}
+            () = redial.wake.notified() => {}
             () = stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(cfg.reconnect_max);
@@ -800,12 +798,23 @@ const QUICK_RETRIES: u32 = 3;
 /// [`keep_connected`] loop ends.
 struct RedialGuard<'a> {
     inner: &'a Inner,
+    /// Wakes the loop from its backoff when a call wants an attempt now.
+    wake: Arc<tokio::sync::Notify>,
+    /// The peer's name, once a connection told it.
     name: std::sync::Mutex<Option<Arc<str>>>,
 }
 
 impl RedialGuard<'_> {
-    fn track(&self, peer: &str) {
+    /// A connection to `peer` is up: remember its name, and let calls to
+    /// it wake this loop.
+    fn up(&self, peer: &str) {
         *lock(&self.name) = Some(Arc::from(peer));
+        self.inner.peers.set_redial(peer, Some(self.wake.clone()));
+    }
+
+    /// The peer's name, once known.
+    fn peer(&self) -> Option<Arc<str>> {
+        lock(&self.name).clone()
     }
 }
 

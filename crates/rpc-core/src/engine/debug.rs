@@ -84,14 +84,7 @@ pub struct FunctionDebug {
 }
 
 pub(crate) fn collect(inner: &Inner) -> DebugInfo {
-    let mut transports: Vec<String> = inner
-        .transports
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .keys()
-        .map(|s| (*s).to_owned())
-        .collect();
-    transports.sort();
+    let transports = inner.transport_schemes();
     let policy = inner.policy();
     let peers = inner
         .peers
@@ -134,10 +127,7 @@ pub(crate) fn collect(inner: &Inner) -> DebugInfo {
     DebugInfo {
         name: inner.name().to_string(),
         transports,
-        listening: lock(&inner.listening)
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        listening: inner.listening(),
         connecting: lock(&inner.connecting)
             .iter()
             .map(|d| d.addr.to_string())

@@ -409,24 +409,12 @@ impl Rpc {
 
     /// The addresses this engine listens on.
     pub fn listening(&self) -> Vec<String> {
-        lock(&self.inner.listening)
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+        self.inner.listening()
     }
 
     /// The schemes of the transports added, sorted.
     pub fn transport_schemes(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .inner
-            .transports
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .map(|s| (*s).to_owned())
-            .collect();
-        v.sort();
-        v
+        self.inner.transport_schemes()
     }
 
     /// Whether `peer` has a live connection over transport `scheme`.
@@ -584,6 +572,27 @@ impl Connecting {
 }
 
 impl Inner {
+    /// See [`Rpc::listening`].
+    pub(crate) fn listening(&self) -> Vec<String> {
+        lock(&self.listening)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// See [`Rpc::transport_schemes`].
+    pub(crate) fn transport_schemes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .transports
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .map(|s| (*s).to_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub(crate) fn name(&self) -> Arc<str> {
         self.name
             .read()

@@ -46,6 +46,16 @@ struct Lost {
     failed: Option<(Instant, String)>,
 }
 
+impl Lost {
+    /// The cause, and the failed reconnect if there was one.
+    fn describe(&self) -> String {
+        match &self.failed {
+            Some((_, error)) => format!("{}; reconnecting failed: {error}", self.cause),
+            None => self.cause.clone(),
+        }
+    }
+}
+
 /// What a call to a peer with no live connection should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LinkState {
@@ -166,10 +176,7 @@ impl Peers {
                 wake.notify_one();
                 LinkState::Waiting(None)
             }
-            (Some((_, error)), _) => LinkState::Gone(format!(
-                "connection lost ({}); reconnecting failed: {error}",
-                lost.cause
-            )),
+            (Some(_), _) => LinkState::Gone(format!("connection lost ({})", lost.describe())),
             (None, Some(wake)) => {
                 // A reconnect is due, at once after a connection that
                 // lasted; but after one that ended at once the loop backs
@@ -203,10 +210,7 @@ impl Peers {
         let inner = lock(&self.inner);
         let entry = inner.by_name.get(name)?;
         let lost = entry.lost.as_ref()?;
-        (!entry.conns.iter().any(|c| !c.is_closed())).then(|| match &lost.failed {
-            Some((_, error)) => format!("{}; reconnecting failed: {error}", lost.cause),
-            None => lost.cause.clone(),
-        })
+        (!entry.conns.iter().any(|c| !c.is_closed())).then(|| lost.describe())
     }
 
     /// When `name` was lost, if it is.
